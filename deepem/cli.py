@@ -1,0 +1,42 @@
+"""The ``deepem`` command: one subcommand per module in ``deepem.commands``.
+
+Each subcommand module has a docstring (its help text, with an example), ``add_args(parser)``
+and ``main(args)``. A ``DeepEMError`` is printed as one line and exits with status 2.
+"""
+
+import argparse
+import importlib
+import sys
+
+from deepem import __version__
+from deepem.errors import DeepEMError
+
+COMMANDS = ["simulate", "preprocess", "extract", "train", "pick", "gather", "evaluate"]
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="deepem", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"deepem {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"deepem.commands.{name}")
+        doc = module.__doc__ or ""
+        p = sub.add_parser(
+            name, help=doc.strip().splitlines()[0], description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        module.add_args(p)
+        p.set_defaults(func=module.main)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except DeepEMError as exc:
+        print(f"deepem {args.command}: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

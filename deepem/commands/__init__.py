@@ -1,0 +1,1 @@
+"""Subcommands of the deepem CLI, one module each."""

@@ -1,0 +1,69 @@
+"""Coordinate files.
+
+**The coordinate convention, once.** Everywhere in deepem a coordinate is the *centre* of a
+particle in pixels of the micrograph it names: ``x`` is the column index and ``y`` the row
+index of the array as stored (MRC row 0 / the top row of an image), starting at 0. That is
+RELION's ``rlnCoordinateX``/``rlnCoordinateY`` frame, with no y-flip. Formats that store
+corners (EMAN ``.box``) or a flipped frame are converted on reading and writing.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import starfile
+
+from deepem.errors import DeepEMError
+from deepem.io.atomic import atomic_path
+
+X, Y, SCORE, MIC = "rlnCoordinateX", "rlnCoordinateY", "rlnAutopickFigureOfMerit", "rlnMicrographName"
+
+
+def read_star_table(path):
+    """Read the particle/coordinate loop of a STAR file (RELION 3.0 plain or 3.1+ with optics)."""
+    try:
+        data = starfile.read(path, always_dict=True)
+    except Exception as exc:  # starfile raises many types on malformed input
+        raise DeepEMError(f"{path}: not a readable STAR file ({exc})") from None
+    for block in data.values():
+        if isinstance(block, pd.DataFrame) and X in block.columns and Y in block.columns:
+            return block
+    if any(isinstance(b, pd.DataFrame) and b.empty for b in data.values()) or not data:
+        return pd.DataFrame({X: [], Y: []})
+    raise DeepEMError(f"{path}: no loop with rlnCoordinateX and rlnCoordinateY")
+
+
+def read_coordinates(path):
+    """Return an ``(n, 2)`` float array of particle centres ``(x, y)`` from a coordinate file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DeepEMError(f"{path}: coordinate file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".star":
+        table = read_star_table(path)
+        xy = table[[X, Y]].to_numpy(dtype=float)
+    elif suffix == ".box":
+        rows = np.loadtxt(path, ndmin=2)
+        xy = rows[:, :2] + rows[:, 2:4] / 2.0 if rows.size else np.zeros((0, 2))
+    else:
+        raise DeepEMError(f"{path}: unknown coordinate format '{suffix}'; use RELION .star or EMAN .box")
+    if not np.isfinite(xy).all():
+        raise DeepEMError(f"{path}: non-numeric or infinite coordinates")
+    return xy.reshape(-1, 2)
+
+
+def write_star(path, table, float_format="%.2f"):
+    """Write a one-loop STAR file atomically and reproducibly (no timestamp line)."""
+    with atomic_path(path) as tmp:
+        starfile.write(table, tmp, float_format=float_format, overwrite=True)
+        text = Path(tmp).read_text()
+        Path(tmp).write_text("".join(line for line in text.splitlines(True) if not line.startswith("# Created by")))
+
+
+def picks_table(xy, scores=None):
+    """A RELION coordinate table from centres ``(n, 2)`` and optional scores."""
+    xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+    table = pd.DataFrame({X: xy[:, 0], Y: xy[:, 1]})
+    if scores is not None:
+        table[SCORE] = np.asarray(scores, dtype=float)
+    return table

@@ -1,0 +1,78 @@
+"""Read micrographs: MRC/MRCS through mrcfile, TIFF/PNG/JPEG (8 or 16 bit) through Pillow.
+
+Arrays come back as float32 ``[row, column]`` with row 0 the first row stored in the file:
+MRC rows as ``mrcfile`` returns them, images as Pillow decodes them (top row first). That is
+the frame coordinates refer to everywhere in deepem (see ``deepem.io.coords``).
+"""
+
+import warnings
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+from PIL import Image
+
+from deepem.errors import DeepEMError
+
+MRC_SUFFIXES = {".mrc", ".mrcs", ".map", ".st"}
+IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
+SUFFIXES = MRC_SUFFIXES | IMAGE_SUFFIXES
+
+
+def read_micrograph(path):
+    """Return ``(image, pixel_size)``; pixel_size is the MRC header's Å/px or None when absent."""
+    path = Path(path)
+    if not path.is_file():
+        raise DeepEMError(f"{path}: micrograph not found; check the 'micrographs' entry of the config")
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        image, pixel_size = _read_image(path), None
+    else:
+        image, pixel_size = _read_mrc(path)
+    if not np.isfinite(image).all():
+        bad = int((~np.isfinite(image)).sum())
+        raise DeepEMError(f"{path}: {bad} NaN or Inf pixels; re-export the micrograph from motion correction")
+    if min(image.shape) < 16:
+        raise DeepEMError(f"{path}: image of shape {image.shape} is too small to be a micrograph")
+    return image, pixel_size
+
+
+def _read_mrc(path):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with mrcfile.open(path, permissive=False) as mrc:
+                data = np.asarray(mrc.data, dtype=np.float32)
+                voxel = float(mrc.voxel_size.x)
+    except (ValueError, OSError, RuntimeWarning) as exc:
+        raise DeepEMError(f"{path}: not a readable MRC file ({exc}); check it is a complete, uncorrupted MRC") from None
+    if data.ndim == 3:
+        if data.shape[0] != 1:
+            raise DeepEMError(
+                f"{path}: a stack of {data.shape[0]} frames, not a 2-D micrograph; motion-correct first"
+            )
+        data = data[0]
+    if data.ndim != 2:
+        raise DeepEMError(f"{path}: expected a 2-D micrograph, found data of shape {data.shape}")
+    return data, (voxel if voxel > 0 else None)
+
+
+def _read_image(path):
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("RGB", "RGBA", "P", "LA"):
+                img = img.convert("L")
+            data = np.asarray(img, dtype=np.float32)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DeepEMError(f"{path}: not a readable image ({exc}); check the file is complete") from None
+    if data.ndim != 2:
+        raise DeepEMError(f"{path}: expected a single-channel image, found shape {data.shape}")
+    return data
+
+
+def write_mrc(path, image, pixel_size):
+    """Write a float32 2-D MRC with its pixel size (the caller makes it atomic)."""
+    with mrcfile.new(path, overwrite=True) as mrc:
+        mrc.set_data(np.ascontiguousarray(image, dtype=np.float32))
+        mrc.voxel_size = pixel_size
