@@ -1,0 +1,52 @@
+"""Arguments and helpers shared by several subcommands."""
+
+from pathlib import Path
+
+import torch
+
+from deepem.errors import DeepEMError
+from deepem.model import design
+
+
+def add_geometry_args(parser):
+    parser.add_argument("--diameter", type=float, required=True, help="particle diameter in A")
+    parser.add_argument(
+        "--particle-px", type=int, default=32, help="pixels a particle diameter spans after downsampling (default 32)"
+    )
+
+
+def add_threads_arg(parser):
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+
+
+def add_device_arg(parser):
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu); cuda never falls back")
+
+
+def set_threads(n):
+    torch.set_num_threads(max(1, n))
+
+
+def resolve_device(name):
+    """A torch device; asking for CUDA where there is none is an error, never a silent CPU run."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DeepEMError(f"device '{name}' requested but CUDA is not available on this node; use device: cpu")
+    return torch.device(name)
+
+
+def stem(path):
+    return Path(path).stem
+
+
+MAPS = {"faithful": (6, 12, 12), "modern": (12, 24, 24)}
+
+
+def add_arch_args(parser):
+    parser.add_argument(
+        "--box-scale", type=float, default=1.5, help="network box width / particle diameter (default 1.5)"
+    )
+
+
+def architecture(particle_px, box_scale, mode):
+    """The network for a particle of ``particle_px`` working pixels and a box ``box_scale`` times wider."""
+    return design(int(round(particle_px * box_scale)), maps=MAPS[mode])

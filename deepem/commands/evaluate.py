@@ -1,0 +1,75 @@
+"""Score picks against truth coordinates: precision, recall, F1, average precision, best F1.
+
+Matching is one-to-one (Hungarian) within 0.5 x the particle diameter, per micrograph.
+P/R/F1 are for the picks as written (at the picking threshold); AP and best F1 rank the
+candidates (every local maximum) by score. Reports all micrographs and, separately, those
+that had no training labels (--held-out).
+
+Example:
+    deepem evaluate --picks results/round_1/picks.star --candidates results/round_1/candidates.star \\
+        --truth demo/truth/*.star --diameter 150 --pixel-size 2 -o results/round_1/metrics.json
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from deepem.dataset import match_labels
+from deepem.io import manifest
+from deepem.io.atomic import write_text
+from deepem.io.coords import MIC, SCORE, X, Y, read_coordinates, read_star_table
+from deepem.metrics import match, summarise
+
+
+def add_args(parser):
+    parser.add_argument("--picks", required=True, help="merged picks STAR (from gather)")
+    parser.add_argument("--candidates", help="merged candidates STAR (for AP and best F1)")
+    parser.add_argument("--truth", nargs="+", required=True, help="truth coordinate files, matched by name")
+    parser.add_argument("--diameter", type=float, required=True, help="particle diameter in A")
+    parser.add_argument("--pixel-size", type=float, required=True, help="A/px of the micrographs")
+    parser.add_argument("--preprocessed", nargs="+", required=True, help="preprocessing shard directories")
+    parser.add_argument("--held-out", nargs="*", default=[], help="names of micrographs without training labels")
+    parser.add_argument("-o", "--output", required=True, help="metrics JSON")
+
+
+def by_micrograph(path):
+    table = read_star_table(path)
+    names = table[MIC].map(lambda p: Path(p).stem) if len(table) else table[MIC]
+    return {n: (g[[X, Y]].to_numpy(float), g[SCORE].to_numpy(float)) for n, g in table.groupby(names)}
+
+
+def evaluate(picks, truth, radius, names):
+    hits, scores, n_truth = [], [], 0
+    for name in names:
+        xy, s = picks.get(name, (np.zeros((0, 2)), np.zeros(0)))
+        hits.append(match(xy, truth[name], radius))
+        scores.append(s)
+        n_truth += len(truth[name])
+    return summarise(np.concatenate(hits), np.concatenate(scores), n_truth)
+
+
+def main(args):
+    radius = 0.5 * args.diameter / args.pixel_size
+    picks = by_micrograph(args.picks)
+    cands = by_micrograph(args.candidates) if args.candidates else picks
+    files = match_labels(args.truth, list(manifest.read(args.preprocessed).index), "truth")
+    truth = {n: np.concatenate([read_coordinates(f) for f in fs]) for n, fs in files.items()}
+    groups = {"all": sorted(truth), "held_out": sorted(n for n in truth if n in set(args.held_out))}
+    report = {"match_radius_px": radius}
+    for group, names in groups.items():
+        if not names:
+            continue
+        at_threshold = evaluate(picks, truth, radius, names)
+        ranked = evaluate(cands, truth, radius, names)
+        report[group] = {
+            "micrographs": len(names),
+            **{k: at_threshold[k] for k in ("picks", "truth", "true_positives", "precision", "recall", "f1")},
+            **{k: ranked[k] for k in ("average_precision", "best_f1", "best_f1_threshold")},
+        }
+        r = report[group]
+        print(
+            f"{group} ({len(names)} micrographs): precision {r['precision']:.3f}  recall {r['recall']:.3f}  "
+            f"F1 {r['f1']:.3f}  AP {r['average_precision']:.3f}  best F1 {r['best_f1']:.3f}"
+        )
+    write_text(args.output, json.dumps(report, indent=1) + "\n")

@@ -1,0 +1,87 @@
+"""Extract training patches for one round into a single compact .npz file.
+
+Positives are centred on the labelled coordinates; negatives are the user's non-particle
+coordinates plus background sampled at least half a diameter from every label. A random
+fraction is held out for validation (and for the automatic score threshold).
+
+Example:
+    deepem extract --preprocessed results/preprocessed/* --positives labels/*.star \\
+        --diameter 150 -o results/round_1/patches.npz
+"""
+
+import json
+
+import numpy as np
+from tqdm import tqdm
+
+from deepem.commands import common
+from deepem.dataset import match_labels
+from deepem.errors import DeepEMError
+from deepem.io import manifest
+from deepem.io.atomic import atomic_path
+from deepem.io.coords import read_coordinates
+from deepem.io.micrograph import read_micrograph
+from deepem.patches import check_inside, extract, sample_background
+
+
+def add_args(parser):
+    parser.add_argument("--preprocessed", nargs="+", required=True, help="preprocessing shard directories")
+    parser.add_argument("--positives", nargs="*", default=[], help="coordinate files of particles")
+    parser.add_argument("--negatives", nargs="*", default=[], help="coordinate files of non-particles")
+    parser.add_argument("-o", "--output", required=True, help="output .npz")
+    common.add_geometry_args(parser)
+    common.add_arch_args(parser)
+    parser.add_argument("--background-ratio", type=float, default=4.0, help="sampled background per positive (default 4)")
+    parser.add_argument("--val-fraction", type=float, default=0.15, help="held-out fraction (default 0.15)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def load_labels(files, table, what):
+    """``{name: (n, 2) working-pixel centres}`` from label files matched to micrographs by name."""
+    out = {}
+    for name, paths in match_labels(files, list(table.index), what).items():
+        row = table.loc[name]
+        parts = []
+        for path in paths:
+            xy = read_coordinates(path)
+            check_inside(xy, (row["height"], row["width"]), path)
+            parts.append(xy / [row["scale_x"], row["scale_y"]])
+        out[name] = np.concatenate(parts)
+    return out
+
+
+def main(args):
+    table = manifest.read(args.preprocessed)
+    positives = load_labels(args.positives, table, "positive label")
+    negatives = load_labels(args.negatives, table, "negative label")
+    if not sum(len(v) for v in positives.values()):
+        raise DeepEMError(f"no labelled particles in {len(args.positives)} positive label files; label some particles")
+    box = common.architecture(args.particle_px, args.box_scale, "modern").box
+    rng = np.random.default_rng(args.seed)
+    xs, ys, kinds = [], [], []
+    for name in tqdm(sorted(positives), desc="extract", unit="mic", mininterval=5):
+        image, _ = read_micrograph(manifest.working_path(table.loc[name]))
+        pos = positives[name]
+        neg = negatives.get(name, np.zeros((0, 2)))
+        avoid = np.concatenate([pos, neg])
+        background = sample_background(
+            image.shape, avoid, int(round(args.background_ratio * len(pos))), 0.5 * args.particle_px, rng
+        )
+        for centres, label, kind in ((pos, 1, "positive"), (neg, 0, "negative"), (background, 0, "background")):
+            xs.append(extract(image, centres, box))
+            ys.append(np.full(len(centres), label, np.uint8))
+            kinds.extend([kind] * len(centres))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    val = np.zeros(len(y), bool)
+    for label in (0, 1):
+        idx = np.flatnonzero(y == label)
+        val[rng.choice(idx, int(round(args.val_fraction * len(idx))), replace=False)] = True
+    counts = {k: kinds.count(k) for k in ("positive", "negative", "background")}
+    meta = {"box": box, "particle_px": args.particle_px, "box_scale": args.box_scale, "counts": counts}
+    with atomic_path(args.output) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, x=x.astype(np.float16), y=y, val=val, meta=json.dumps(meta))
+    print(
+        f"{len(positives)} micrographs: {counts['positive']} positives, {counts['negative']} labelled negatives, "
+        f"{counts['background']} background; box {box} px; {int(val.sum())} held out -> {args.output}"
+    )

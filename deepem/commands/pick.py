@@ -1,0 +1,75 @@
+"""Pick particles in one shard of preprocessed micrographs.
+
+Loads the model once, scores each working image fully convolutionally (mean over the 4
+rotations, in overlapping tiles), keeps local maxima at least --min-distance diameters apart
+that score above the threshold, and writes OUTDIR/NAME.star per micrograph (even when empty;
+rlnCoordinateX/Y are centres in pixels of the ORIGINAL micrograph, x = column, y = row from
+the top-left) plus OUTDIR/candidates.star with every local maximum above --floor, for
+precision-recall analysis. OUTDIR appears only once the whole shard is done.
+
+Example:
+    deepem pick --model results/round_1/model/model.pt --preprocessed results/preprocessed/1-of-8 \\
+        -o results/round_1/picks/1-of-8
+"""
+
+import time
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from deepem import model
+from deepem.commands import common
+from deepem.commands.train import parse_threshold
+from deepem.io import manifest
+from deepem.io.atomic import atomic_directory
+from deepem.io.coords import MIC, picks_table, write_star
+from deepem.io.micrograph import read_micrograph
+from deepem.picking import find_peaks, score_map
+
+
+def add_args(parser):
+    parser.add_argument("--model", required=True, help="model.pt from 'deepem train'")
+    parser.add_argument("--preprocessed", required=True, help="a preprocessing shard directory")
+    parser.add_argument("-o", "--outdir", required=True, help="output directory")
+    parser.add_argument("--threshold", default="auto", help="'auto' (the model's choice) or a score in (0, 1)")
+    parser.add_argument("--min-distance", type=float, default=0.5, help="in particle diameters (default 0.5)")
+    parser.add_argument("--floor", type=float, default=0.05, help="lowest score kept in candidates.star")
+    parser.add_argument("--tile", type=int, default=768, help="score-map tile size in cells (memory bound)")
+    common.add_threads_arg(parser)
+    common.add_device_arg(parser)
+
+
+def pick_one(net, image, threshold, min_distance_px, floor, tile, device):
+    """``(xy, scores)`` in working pixels of every candidate >= floor; picks are those >= threshold."""
+    scores = score_map(net, image, tile=tile, device=device)
+    return find_peaks(scores, min_distance_px, floor=min(floor, threshold))
+
+
+def main(args):
+    common.set_threads(args.threads)
+    device = common.resolve_device(args.device)
+    net, ckpt = model.load(args.model, device)
+    threshold = parse_threshold(args.threshold) or ckpt["threshold"]
+    min_distance = args.min_distance * ckpt["particle_px"]
+    table = manifest.read([args.preprocessed])
+    candidates, total = [], 0
+    start = time.time()
+    with atomic_directory(args.outdir) as tmp:
+        for name, row in tqdm(table.iterrows(), total=len(table), desc="pick", unit="mic", mininterval=5):
+            image, _ = read_micrograph(manifest.working_path(row))
+            xy, score = pick_one(net, image, threshold, min_distance, args.floor, args.tile, device)
+            xy = xy * [row["scale_x"], row["scale_y"]]
+            keep = score >= threshold
+            write_star(tmp / f"{name}.star", picks_table(xy[keep], score[keep]), float_format="%.3f")
+            cand = picks_table(xy, score)
+            cand.insert(0, MIC, row["source"])
+            candidates.append(cand)
+            total += int(keep.sum())
+        merged = pd.concat(candidates, ignore_index=True) if candidates else picks_table(np.zeros((0, 2)), [])
+        write_star(tmp / "candidates.star", merged, float_format="%.3f")
+    elapsed = time.time() - start
+    print(
+        f"picked {total} particles in {len(table)} micrographs at threshold {threshold:.4f} "
+        f"({elapsed:.1f} s, {len(table) / max(elapsed, 1e-9):.2f} micrographs/s) -> {args.outdir}"
+    )

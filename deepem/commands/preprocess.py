@@ -1,0 +1,53 @@
+"""Preprocess micrographs into small normalised working copies.
+
+Removes the illumination gradient, Fourier-crops to the working pixel size (particle
+diameter / particle_px) and applies a robust z-score. Writes OUTDIR/NAME.mrc per micrograph
+and OUTDIR/manifest.tsv; OUTDIR appears only once every micrograph is done.
+
+Example:
+    deepem preprocess mics/*.mrc --diameter 150 -o results/preprocessed/1-of-8
+"""
+
+import time
+
+from tqdm import tqdm
+
+from deepem.commands import common
+from deepem.errors import DeepEMError
+from deepem.io import manifest
+from deepem.io.atomic import atomic_directory
+from deepem.io.micrograph import read_micrograph, write_mrc
+from deepem.preprocess import preprocess
+
+
+def add_args(parser):
+    parser.add_argument("micrographs", nargs="*", help="micrograph files (MRC, TIFF, PNG, JPEG)")
+    parser.add_argument("-o", "--outdir", required=True, help="output directory")
+    parser.add_argument("--pixel-size", type=float, help="A/px; default: read from the MRC header")
+    common.add_geometry_args(parser)
+    common.add_threads_arg(parser)
+
+
+def main(args):
+    common.set_threads(args.threads)
+    working = args.diameter / args.particle_px
+    rows = []
+    start = time.time()
+    with atomic_directory(args.outdir) as tmp:
+        for path in tqdm(args.micrographs, desc="preprocess", unit="mic", mininterval=5):
+            image, header_px = read_micrograph(path)
+            pixel_size = args.pixel_size or header_px
+            if not pixel_size:
+                raise DeepEMError(f"{path}: no pixel size in the file header; set pixel_size in the config")
+            if rows and abs(pixel_size - rows[0][4]) > 1e-3 * pixel_size:
+                raise DeepEMError(
+                    f"{path}: pixel size {pixel_size:g} A differs from {rows[0][4]:g} A of {rows[0][1]}; "
+                    "run micrographs of different pixel sizes as separate datasets"
+                )
+            work = preprocess(image, pixel_size, working, workers=args.threads)
+            name = common.stem(path)
+            write_mrc(tmp / f"{name}.mrc", work, pixel_size * image.shape[1] / work.shape[1])
+            rows.append([name, str(path), *image.shape, pixel_size, *work.shape, pixel_size * image.shape[1] / work.shape[1]])
+        manifest.write(tmp, rows)
+    n = len(rows)
+    print(f"preprocessed {n} micrographs in {time.time() - start:.1f} s -> {args.outdir}")

@@ -1,0 +1,73 @@
+"""Train the DeepEM network on a round's patches.
+
+Writes OUTDIR/model.pt (weights, architecture, chosen threshold), OUTDIR/training.tsv and
+OUTDIR/training.png (loss and validation accuracy per epoch) and OUTDIR/run.json (arguments,
+versions, device). With ``--threshold auto`` the score threshold maximising F1 on the
+held-out patches is chosen and logged. A killed run resumes from its last epoch.
+
+Example:
+    deepem train results/round_1/patches.npz -o results/round_1/model --mode modern --seed 1
+"""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from deepem import model, plots, provenance
+from deepem.commands import common
+from deepem.errors import DeepEMError
+from deepem.io.atomic import atomic_path, write_text
+from deepem.training import RECIPES, best_f1_threshold, load_patches, rotation_averaged, train
+
+
+def add_args(parser):
+    parser.add_argument("patches", help="patches .npz from 'deepem extract'")
+    parser.add_argument("-o", "--outdir", required=True, help="output directory")
+    parser.add_argument("--mode", choices=sorted(RECIPES), default="modern", help="default modern")
+    parser.add_argument("--epochs", type=int, help="default: 20 (faithful) or 30 (modern)")
+    parser.add_argument("--threshold", default="auto", help="'auto' (best F1 on held-out patches) or a score in (0, 1)")
+    parser.add_argument("--seed", type=int, default=0)
+    common.add_threads_arg(parser)
+    common.add_device_arg(parser)
+
+
+def parse_threshold(text):
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not 0 < value < 1:
+        raise DeepEMError(f"threshold {text!r}: use 'auto' or a number between 0 and 1")
+    return value
+
+
+def main(args):
+    common.set_threads(args.threads)
+    device = common.resolve_device(args.device)
+    fixed = parse_threshold(args.threshold)
+    outdir = Path(args.outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    x, y, val, meta = load_patches(args.patches)
+    arch = common.architecture(meta["particle_px"], meta["box_scale"], args.mode)
+    print(f"{len(y)} patches ({int(y.sum())} positive, {int(val.sum())} held out); {args.mode} network {arch}")
+    net, history = train(
+        arch, args.mode, x, y, val, args.seed, device, epochs=args.epochs, checkpoint=outdir / "checkpoint.pt"
+    )
+    scores = rotation_averaged(net, x[val].to(device)).cpu().numpy()
+    choice = best_f1_threshold(scores, y[val].numpy())
+    threshold = choice["threshold"] if fixed is None else fixed
+    print(
+        f"threshold {threshold:.4f} ({'auto: ' if fixed is None else 'fixed; auto would be '}"
+        f"best F1 {choice['f1']:.3f} on {len(scores)} held-out patches at {choice['threshold']:.4f}, "
+        f"precision {choice['precision']:.3f}, recall {choice['recall']:.3f})"
+    )
+    with atomic_path(outdir / "model.pt") as tmp:
+        model.save(tmp, net.cpu(), {"threshold": threshold, "auto_threshold": choice, "particle_px": meta["particle_px"]})
+    with atomic_path(outdir / "training.tsv") as tmp:
+        pd.DataFrame(history).to_csv(tmp, sep="\t", index=False, float_format="%.6f")
+    plots.training_curve(history, outdir / "training.png", f"{args.mode} DeepEM, box {arch.box} px")
+    write_text(outdir / "run.json", json.dumps(provenance.run_record(args, device), indent=1) + "\n")
+    (outdir / "checkpoint.pt").unlink(missing_ok=True)

@@ -1,0 +1,38 @@
+"""The manifest a preprocessing shard writes: one row per micrograph, its sizes and pixel sizes.
+
+``scale_x = width / work_width`` and ``scale_y = height / work_height`` take working pixels
+back to original pixels (see :mod:`deepem.preprocess`).
+"""
+
+from pathlib import Path
+
+import pandas as pd
+
+from deepem.errors import DeepEMError
+
+NAME = "manifest.tsv"
+COLUMNS = ["name", "source", "height", "width", "pixel_size", "work_height", "work_width", "work_pixel_size"]
+
+
+def write(directory, rows):
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(Path(directory) / NAME, sep="\t", index=False)
+
+
+def read(directories):
+    """All rows of the manifests in ``directories``, with ``dir`` (where the working MRC is) and scales."""
+    tables = []
+    for d in directories:
+        path = Path(d) / NAME
+        if not path.is_file():
+            raise DeepEMError(f"{path}: preprocessing manifest missing; rerun the preprocess step")
+        table = pd.read_csv(path, sep="\t", dtype={"name": str, "source": str})
+        table["dir"] = str(d)
+        tables.append(table)
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS + ["dir"])
+    table["scale_x"] = table["width"] / table["work_width"]
+    table["scale_y"] = table["height"] / table["work_height"]
+    return table.set_index("name", drop=False)
+
+
+def working_path(row):
+    return Path(row["dir"]) / f"{row['name']}.mrc"

@@ -1,0 +1,43 @@
+"""Picking accuracy: one-to-one Hungarian matching of picks to truth within a distance.
+
+A pick is a true positive when it is matched to a truth particle no farther than
+``0.5 x particle diameter``. Average precision ranks all picks by score with the number of
+truth particles as the recall denominator; best F1 is the maximum over score thresholds.
+"""
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
+
+
+def match(picks, truth, radius):
+    """Boolean array: which picks are matched one-to-one to a truth particle within ``radius``."""
+    hit = np.zeros(len(picks), bool)
+    if len(picks) and len(truth):
+        d = cdist(picks, truth)
+        cost = np.where(d <= radius, d, 1e6)
+        rows, cols = linear_sum_assignment(cost)
+        hit[rows[d[rows, cols] <= radius]] = True
+    return hit
+
+
+def summarise(hits, scores, n_truth):
+    """Precision, recall, F1, average precision and best F1 from per-pick hits and scores."""
+    hits, scores = np.asarray(hits, bool), np.asarray(scores, float)
+    tp = int(hits.sum())
+    n = len(hits)
+    precision = tp / n if n else 0.0
+    recall = tp / n_truth if n_truth else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
+    order = np.argsort(-scores, kind="stable")
+    ctp = np.cumsum(hits[order])
+    prec_k = ctp / np.arange(1, n + 1)
+    rec_k = ctp / max(n_truth, 1)
+    ap = float(np.sum(prec_k * hits[order]) / max(n_truth, 1)) if n else 0.0
+    f1_k = np.where(ctp > 0, 2 * prec_k * rec_k / np.maximum(prec_k + rec_k, 1e-12), 0.0)
+    best = int(np.argmax(f1_k)) if n else 0
+    return {
+        "picks": n, "truth": int(n_truth), "true_positives": tp,
+        "precision": precision, "recall": recall, "f1": f1, "average_precision": ap,
+        "best_f1": float(f1_k[best]) if n else 0.0, "best_f1_threshold": float(scores[order][best]) if n else None,
+    }

@@ -1,0 +1,94 @@
+"""Fully convolutional picking: score map, 4-rotation averaging, tiling, local maxima.
+
+Geometry: the working image is padded by ``box // 2`` (reflect) on the top and left, so the
+box whose top-left corner is at padded ``(3i, 3j)`` is centred on working pixel ``(3i, 3j)``
+(a box's centre is its top-left + ``box // 2``, as in :mod:`deepem.patches`). Score-map cell
+``(i, j)`` therefore scores a particle centred at working ``x = 3j, y = 3i``.
+"""
+
+import numpy as np
+import torch
+from scipy.ndimage import maximum_filter
+from scipy.spatial import cKDTree
+
+from deepem.model import STRIDE
+
+
+def pad_for_scoring(image, box):
+    """Reflect-pad so every working pixel on the stride grid is a box centre; see the module doc."""
+    h, w = image.shape
+    top = box // 2
+    rows, cols = -(-h // STRIDE), -(-w // STRIDE)
+    bottom = STRIDE * (rows - 1) + box - h - top
+    right = STRIDE * (cols - 1) + box - w - top
+    return np.pad(image, ((top, bottom), (top, right)), mode="reflect"), (rows, cols)
+
+
+@torch.no_grad()
+def rotation_averaged_scores(net, padded):
+    """Mean sigmoid score over 0/90/180/270 degree rotations of every box (tensor ``(1, 1, H, W)``)."""
+    total = None
+    for k in range(4):
+        logits = net.dense_logits(torch.rot90(padded, k, dims=(2, 3)))
+        score = torch.rot90(torch.sigmoid(logits), -k, dims=(2, 3))
+        total = score if total is None else total + score
+    return total[0, 0] / 4
+
+
+def score_map(net, image, tile=768, device="cpu"):
+    """Score map (stride 3) of a working image, computed in overlapping tiles of ``tile`` map cells.
+
+    Tiles share ``box - 3`` input pixels, so the result is independent of the tile size and
+    memory stays bounded for any micrograph size.
+    """
+    box = net.arch.box
+    padded, (rows, cols) = pad_for_scoring(image, box)
+    full = torch.from_numpy(np.ascontiguousarray(padded))
+    out = np.empty((rows, cols), dtype=np.float32)
+    for r0 in range(0, rows, tile):
+        r1 = min(rows, r0 + tile)
+        for c0 in range(0, cols, tile):
+            c1 = min(cols, c0 + tile)
+            part = full[STRIDE * r0 : STRIDE * (r1 - 1) + box, STRIDE * c0 : STRIDE * (c1 - 1) + box]
+            scores = rotation_averaged_scores(net, part[None, None].to(device))
+            out[r0:r1, c0:c1] = scores.cpu().numpy()
+    return out
+
+
+def _subcell_offset(minus, centre, plus):
+    """Offset of a parabola's vertex through three samples, in cells, within +/- 0.5."""
+    denom = minus - 2 * centre + plus
+    with np.errstate(divide="ignore", invalid="ignore"):
+        off = np.where(denom < 0, 0.5 * (minus - plus) / denom, 0.0)
+    return np.clip(off, -0.5, 0.5)
+
+
+def find_peaks(scores, min_distance, floor=0.0):
+    """Local maxima of a stride-3 score map at least ``min_distance`` working px apart.
+
+    Candidates are 3 x 3 local maxima scoring >= ``floor``; greedy suppression in order of
+    decreasing score keeps those with no stronger kept peak closer than ``min_distance``.
+    Returns ``(xy, score)`` with ``xy`` in working pixels, refined to sub-cell precision.
+    """
+    local = (scores == maximum_filter(scores, size=3, mode="constant", cval=-np.inf)) & (scores >= floor)
+    rows, cols = np.nonzero(local)
+    order = np.lexsort((cols, rows, -scores[rows, cols]))  # by score, ties in raster order
+    rows, cols = rows[order], cols[order]
+    val = scores[rows, cols]
+    xy = np.stack([cols, rows], axis=1).astype(np.float64)
+    tree = cKDTree(xy) if len(xy) else None
+    cell_distance = min_distance / STRIDE
+    suppressed = np.zeros(len(xy), bool)
+    keep = []
+    for i in range(len(xy)):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        suppressed[tree.query_ball_point(xy[i], cell_distance - 1e-9)] = True
+    keep = np.asarray(keep, dtype=int)
+    r, c = rows[keep], cols[keep]
+    padded = np.pad(scores, 1, mode="edge")
+    dx = _subcell_offset(padded[r + 1, c], padded[r + 1, c + 1], padded[r + 1, c + 2])
+    dy = _subcell_offset(padded[r, c + 1], padded[r + 1, c + 1], padded[r + 2, c + 1])
+    xy = np.stack([(c + dx) * STRIDE, (r + dy) * STRIDE], axis=1)
+    return xy, val[keep]

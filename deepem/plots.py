@@ -1,0 +1,27 @@
+"""Pictures people would rather look at than read: training curves."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from deepem.io.atomic import atomic_path  # noqa: E402
+
+
+def training_curve(history, path, title):
+    epochs = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax1.plot(epochs, [h["train_loss"] for h in history], label="train")
+    ax1.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("loss")
+    ax1.legend()
+    ax2.plot(epochs, [h["val_accuracy"] for h in history], color="tab:green")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("validation accuracy")
+    ax2.set_ylim(0.5, 1.0)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)

@@ -1,0 +1,68 @@
+"""Micrograph preprocessing: gradient removal, Fourier-crop downsampling, robust normalisation.
+
+The working pixel size is chosen from the particle diameter so that a particle spans
+``particle_px`` pixels. Fourier cropping keeps sample 0 at position 0, so a working pixel
+``(x, y)`` sits at ``(x * sx, y * sy)`` in the original, with ``s = original / working``
+size along each axis: coordinates scale exactly.
+"""
+
+import numpy as np
+import scipy.fft
+
+from deepem.errors import DeepEMError
+
+
+def working_shape(shape, pixel_size, working_pixel_size):
+    """Working-image shape: the original shape scaled by pixel_size / working_pixel_size, never upsampled."""
+    factor = min(1.0, pixel_size / working_pixel_size)
+    return tuple(max(1, int(round(n * factor))) for n in shape)
+
+
+def fourier_crop(image, out_shape, workers=1):
+    """Downsample ``image`` to ``out_shape`` by keeping its lowest spatial frequencies (mean preserved)."""
+    ny, nx = image.shape
+    my, mx = out_shape
+    if (my, mx) == (ny, nx):
+        return image.astype(np.float32, copy=True)
+    f = scipy.fft.rfft2(image.astype(np.float32, copy=False), workers=workers)
+    half = my // 2
+    rows = np.r_[0 : my - half, ny - half : ny] if half else np.r_[0:my]
+    cropped = f[rows, : mx // 2 + 1]
+    if mx % 2 == 0:  # the new Nyquist column is shared by +/- frequencies: keep its real part once
+        cropped[:, -1] = cropped[:, -1].real
+    if my % 2 == 0:
+        cropped[my // 2] = cropped[my // 2].real
+    out = scipy.fft.irfft2(cropped, s=(my, mx), workers=workers)
+    return (out * (my * mx) / (ny * nx)).astype(np.float32)
+
+
+def remove_gradient(image, block=16):
+    """Subtract a quadratic surface fitted to block medians: the slow illumination gradient."""
+    ny, nx = image.shape
+    by, bx = max(1, ny // block), max(1, nx // block)
+    h, w = ny // by, nx // bx
+    blocks = np.median(image[: by * h, : bx * w].reshape(by, h, bx, w), axis=(1, 3))
+    yy, xx = np.meshgrid((np.arange(by) + 0.5) * h / ny, (np.arange(bx) + 0.5) * w / nx, indexing="ij")
+    basis = np.stack([np.ones_like(yy), xx, yy, xx * xx, xx * yy, yy * yy], axis=-1).reshape(-1, 6)
+    coef, *_ = np.linalg.lstsq(basis, blocks.ravel(), rcond=None)
+    gy, gx = np.meshgrid((np.arange(ny) + 0.5) / ny, (np.arange(nx) + 0.5) / nx, indexing="ij", sparse=True)
+    surface = coef[0] + coef[1] * gx + coef[2] * gy + coef[3] * gx * gx + coef[4] * gx * gy + coef[5] * gy * gy
+    return (image - surface).astype(np.float32)
+
+
+def robust_normalise(image, clip=6.0):
+    """Robust z-score: subtract the median, divide by 1.4826 x MAD, clip outliers to +/- clip."""
+    sample = image[::4, ::4]
+    median = float(np.median(sample))
+    mad = float(np.median(np.abs(sample - median))) * 1.4826
+    if mad <= 0:
+        mad = float(sample.std())
+    if mad <= 0:
+        raise DeepEMError("micrograph is constant: nothing to pick")
+    return np.clip((image - median) / mad, -clip, clip).astype(np.float32)
+
+
+def preprocess(image, pixel_size, working_pixel_size, workers=1):
+    """Return the normalised working image for a raw micrograph."""
+    small = fourier_crop(image, working_shape(image.shape, pixel_size, working_pixel_size), workers=workers)
+    return robust_normalise(remove_gradient(small))

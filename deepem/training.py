@@ -1,0 +1,139 @@
+"""Training the DeepEM network on a round's patches, seeded, resumable, with a threshold choice.
+
+``faithful``: sigmoid units, mean pooling, squared error (1/2 sum e^2 / N), plain SGD at
+learning rate 1, batch 50, 20 epochs, every patch in its 4 rotations (the paper).
+``modern``: batch norm + ReLU, max pooling, binary cross-entropy, Adam, a random one of the
+8 rotations/flips of each patch per epoch.
+"""
+
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from deepem.model import DeepEMNet
+
+
+@dataclass(frozen=True)
+class Recipe:
+    epochs: int
+    batch: int
+    lr: float
+
+
+RECIPES = {"faithful": Recipe(epochs=20, batch=50, lr=1.0), "modern": Recipe(epochs=30, batch=64, lr=1e-3)}
+
+
+def dihedral(x, k):
+    """The k-th of the 8 rotations/flips of patches ``(N, 1, B, B)``."""
+    x = torch.rot90(x, k % 4, dims=(2, 3))
+    return torch.flip(x, dims=(3,)) if k >= 4 else x
+
+
+def load_patches(path):
+    data = np.load(path)
+    meta = json.loads(str(data["meta"]))
+    x = torch.from_numpy(data["x"].astype(np.float32))[:, None]
+    y = torch.from_numpy(data["y"].astype(np.float32))
+    val = torch.from_numpy(data["val"])
+    return x, y, val, meta
+
+
+@torch.no_grad()
+def rotation_averaged(net, x, batch=1024):
+    """Mean sigmoid score over the 4 rotations of each patch, as picking scores them."""
+    net.eval()
+    out = []
+    for i in range(0, len(x), batch):
+        chunk = x[i : i + batch]
+        out.append(sum(torch.sigmoid(net(torch.rot90(chunk, k, dims=(2, 3)))) for k in range(4)) / 4)
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def best_f1_threshold(scores, labels):
+    """The score threshold maximising F1 on labelled patches, with its F1, precision and recall."""
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    tp = np.cumsum(y)
+    fp = np.cumsum(1 - y)
+    precision = tp / (tp + fp)
+    recall = tp / max(1, y.sum())
+    f1 = np.where(tp > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0)
+    last = np.r_[s[1:] != s[:-1], True]  # only cut between distinct scores
+    i = int(np.argmax(np.where(last, f1, -1)))
+    below = s[i + 1] if i + 1 < len(s) else 0.0
+    threshold = 0.5 * (s[i] + below)  # midway between the last score kept and the next one dropped
+    return {"threshold": float(threshold), "f1": float(f1[i]), "precision": float(precision[i]), "recall": float(recall[i])}
+
+
+def _loss(net, logits, y):
+    if net.mode == "faithful":
+        return 0.5 * ((torch.sigmoid(logits) - y) ** 2).mean()
+    return F.binary_cross_entropy_with_logits(logits, y)
+
+
+def train(arch, mode, x, y, val, seed, device, epochs=None, checkpoint=None, log=print):
+    """Train a fresh net; returns ``(net, history)``. ``checkpoint`` (a path) makes it resumable."""
+    recipe = RECIPES[mode]
+    epochs = epochs or recipe.epochs
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    net = DeepEMNet(arch, mode).to(device)
+    if mode == "faithful":
+        optimiser = torch.optim.SGD(net.parameters(), lr=recipe.lr)
+    else:
+        optimiser = torch.optim.Adam(net.parameters(), lr=recipe.lr, weight_decay=1e-4)
+    xt, yt = x[~val], y[~val]
+    if mode == "faithful":  # the paper's explicit 4-fold rotation set
+        xt = torch.cat([torch.rot90(xt, k, dims=(2, 3)) for k in range(4)])
+        yt = yt.repeat(4)
+    xv, yv = x[val].to(device), y[val]
+    generator = torch.Generator().manual_seed(seed)
+    history, start_epoch = [], 0
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, weights_only=False)
+        net.load_state_dict(state["net"])
+        optimiser.load_state_dict(state["optimiser"])
+        generator.set_state(state["generator"])
+        history, start_epoch = state["history"], state["epoch"]
+        log(f"resumed from {checkpoint} after epoch {start_epoch}")
+    for epoch in range(start_epoch, epochs):
+        t0 = time.time()
+        net.train()
+        order = torch.randperm(len(yt), generator=generator)
+        turns = torch.randint(0, 8, (len(yt),), generator=generator)
+        total, seen = 0.0, 0
+        for i in range(0, len(order) - recipe.batch + 1, recipe.batch):
+            idx = order[i : i + recipe.batch]
+            xb = xt[idx]
+            if mode == "modern":
+                xb = torch.cat([dihedral(xb[turns[idx] == k], k) for k in range(8)])
+                yb = torch.cat([yt[idx][turns[idx] == k] for k in range(8)])
+            else:
+                yb = yt[idx]
+            loss = _loss(net, net(xb.to(device)), yb.to(device))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += float(loss) * len(idx)
+            seen += len(idx)
+        scores = rotation_averaged(net, xv).cpu()
+        val_loss = float(_loss(net, torch.logit(scores.clamp(1e-6, 1 - 1e-6)), yv))
+        val_acc = float(((scores >= 0.5).float() == yv).float().mean()) if len(yv) else float("nan")
+        history.append({"epoch": epoch + 1, "train_loss": total / max(seen, 1), "val_loss": val_loss, "val_accuracy": val_acc})
+        log(
+            f"epoch {epoch + 1}/{epochs}: train loss {total / max(seen, 1):.4f}, "
+            f"val loss {val_loss:.4f}, val accuracy {val_acc:.3f} ({time.time() - t0:.1f} s)"
+        )
+        if checkpoint is not None:
+            tmp = checkpoint.with_name(checkpoint.name + ".tmp")
+            torch.save(
+                {"net": net.state_dict(), "optimiser": optimiser.state_dict(), "generator": generator.get_state(),
+                 "history": history, "epoch": epoch + 1},
+                tmp,
+            )
+            tmp.replace(checkpoint)
+    return net.eval(), history
