@@ -3,11 +3,12 @@
 Matching is one-to-one (Hungarian) within 0.5 x the particle diameter, per micrograph.
 P/R/F1 are for the picks as written (at the picking threshold); AP and best F1 rank the
 candidates (every local maximum) by score. Reports all micrographs and, separately, those
-that had no training labels (--held-out).
+that had no training labels (not matched by --positives).
 
 Example:
     deepem evaluate --picks results/round_1/picks.star --candidates results/round_1/candidates.star \\
-        --truth demo/truth/*.star --diameter 150 --pixel-size 2 -o results/round_1/metrics.json
+        --truth demo/truth/*.star --positives demo/labels/*.star --preprocessed results/preprocessed/* \\
+        --diameter 150 -o results/round_1/metrics.json
 """
 
 import json
@@ -27,9 +28,8 @@ def add_args(parser):
     parser.add_argument("--candidates", help="merged candidates STAR (for AP and best F1)")
     parser.add_argument("--truth", nargs="+", required=True, help="truth coordinate files, matched by name")
     parser.add_argument("--diameter", type=float, required=True, help="particle diameter in A")
-    parser.add_argument("--pixel-size", type=float, required=True, help="A/px of the micrographs")
     parser.add_argument("--preprocessed", nargs="+", required=True, help="preprocessing shard directories")
-    parser.add_argument("--held-out", nargs="*", default=[], help="names of micrographs without training labels")
+    parser.add_argument("--positives", nargs="*", default=[], help="training label files: the rest is 'held out'")
     parser.add_argument("-o", "--output", required=True, help="metrics JSON")
 
 
@@ -43,20 +43,22 @@ def evaluate(picks, truth, radius, names):
     hits, scores, n_truth = [], [], 0
     for name in names:
         xy, s = picks.get(name, (np.zeros((0, 2)), np.zeros(0)))
-        hits.append(match(xy, truth[name], radius))
+        hits.append(match(xy, truth[name], radius[name]))
         scores.append(s)
         n_truth += len(truth[name])
     return summarise(np.concatenate(hits), np.concatenate(scores), n_truth)
 
 
 def main(args):
-    radius = 0.5 * args.diameter / args.pixel_size
+    table = manifest.read(args.preprocessed)
+    radius = (0.5 * args.diameter / table["pixel_size"]).to_dict()
     picks = by_micrograph(args.picks)
     cands = by_micrograph(args.candidates) if args.candidates else picks
-    files = match_labels(args.truth, list(manifest.read(args.preprocessed).index), "truth")
+    files = match_labels(args.truth, list(table.index), "truth")
     truth = {n: np.concatenate([read_coordinates(f) for f in fs]) for n, fs in files.items()}
-    groups = {"all": sorted(truth), "held_out": sorted(n for n in truth if n in set(args.held_out))}
-    report = {"match_radius_px": radius}
+    labelled = set(match_labels(args.positives, list(table.index), "positive label"))
+    groups = {"all": sorted(truth), "held_out": sorted(n for n in truth if n not in labelled)}
+    report = {"match_radius_px": float(np.median(list(radius.values())))}
     for group, names in groups.items():
         if not names:
             continue

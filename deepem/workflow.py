@@ -1,0 +1,82 @@
+"""Everything the Snakefile needs to know about a dataset, resolved once at parse time.
+
+Keeping this in the package (not in the .smk files) makes it testable and keeps the rules
+declarative. Errors are :class:`DeepEMError` with one line naming the file and the fix.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deepem.dataset import expand, match_labels, micrograph_names
+from deepem.errors import DeepEMError
+
+
+@dataclass
+class Dataset:
+    micrographs: dict  # name -> absolute path, sorted by name
+    positives: list
+    negatives: list
+    truth: list
+    labelled: list  # names with positive labels
+    shards: int
+    simulated: bool = False
+    shard_names: list = field(default_factory=list)
+
+    def shard(self, item):
+        """Names of the micrographs of scatter item ``'k-of-n'``."""
+        k = int(str(item).split("-of-")[0])
+        return self.shard_names[k - 1]
+
+
+def _demo_dataset(config):
+    """The demo's file lists, known before ``deepem simulate`` has written them."""
+    demo = config["demo"]
+    out = Path(demo["outdir"]).resolve()
+    names = [f"demo_{i:03d}" for i in range(demo["micrographs"])]
+    labelled = names[: demo["labelled"]]
+    return (
+        {n: str(out / "micrographs" / f"{n}.mrc") for n in names},
+        [str(out / "labels" / f"{n}_manualpick.star") for n in labelled],
+        [str(out / "negatives" / f"{n}.star") for n in labelled],
+        [str(out / "truth" / f"{n}.star") for n in names],
+    )
+
+
+def _is_absent_demo(config):
+    demo = config.get("demo")
+    pattern = config["micrographs"]
+    if not demo or not isinstance(pattern, str):
+        return False
+    inside = Path(pattern).resolve().is_relative_to(Path(demo["outdir"]).resolve())
+    return inside and not (Path(demo["outdir"]) / "dataset.yaml").exists()
+
+
+def resolve(config):
+    simulated = _is_absent_demo(config)
+    if simulated:
+        micrographs, positives, negatives, truth = _demo_dataset(config)
+        labelled = sorted({Path(p).stem.rsplit("_", 1)[0] for p in positives})
+    else:
+        micrographs = micrograph_names(expand(config["micrographs"], "micrograph"))
+        positives = expand(config["labels"]["positives"], "positive label")
+        negatives = expand(config["labels"].get("negatives"), "negative label")
+        truth = expand(config.get("truth"), "truth")
+        if not positives:
+            raise DeepEMError("labels.positives: no label files given; label a few hundred particles first")
+        labelled = sorted(match_labels(positives, micrographs, "positive label"))
+        match_labels(negatives, micrographs, "negative label")
+        match_labels(truth, micrographs, "truth")
+    if not micrographs:
+        raise DeepEMError(f"{config['micrographs']}: no micrographs")
+    names = sorted(micrographs)
+    shards = min(config["shards"], len(names))
+    return Dataset(
+        micrographs={n: micrographs[n] for n in names},
+        positives=positives,
+        negatives=negatives,
+        truth=truth,
+        labelled=labelled,
+        shards=shards,
+        simulated=simulated,
+        shard_names=[names[k::shards] for k in range(shards)],
+    )

@@ -1,0 +1,66 @@
+import sys
+
+import deepem
+from deepem.errors import DeepEMError
+from deepem.workflow import resolve
+
+
+try:
+    DATASET = resolve(config)
+except DeepEMError as exc:
+    sys.exit(f"deepem: config error: {exc}")
+
+RESULTS = config["results"]
+LOGS = f"{RESULTS}/logs"
+BENCH = f"{RESULTS}/benchmarks"
+VERSION = deepem.__version__
+ENV = "../../envs/deepem.yaml"
+
+
+scattergather:
+    shard=DATASET.shards,
+
+
+wildcard_constraints:
+    round=r"\d+",
+    scatteritem=r"\d+-of-\d+",
+
+
+def shard_micrographs(wildcards):
+    return [DATASET.micrographs[n] for n in DATASET.shard(wildcards.scatteritem)]
+
+
+def preprocessed_shards(wildcards=None):
+    return scatter.shard(f"{RESULTS}/preprocessed/{{scatteritem}}")
+
+
+def pick_shards(wildcards):
+    return scatter.shard(f"{RESULTS}/round_{wildcards.round}/picks/{{scatteritem}}")
+
+
+def round_seed(wildcards):
+    return config["seed"] + int(wildcards.round)
+
+
+def last_round_picks(wildcards):
+    return f"{RESULTS}/round_{config['rounds']}/picks.star"
+
+
+def optional(flag, value):
+    """A command-line option, or nothing when value is None."""
+    return "" if value is None else f"{flag} {value}"
+
+
+def device_resources():
+    return 1 if config["device"].startswith("cuda") else 0
+
+
+def pixel_size_option():
+    return optional("--pixel-size", config["pixel_size"])
+
+
+def final_targets():
+    targets = [f"{RESULTS}/picks.star"]
+    if DATASET.truth:
+        targets.append(f"{RESULTS}/round_{config['rounds']}/metrics.json")
+    return targets

@@ -1,0 +1,24 @@
+if DATASET.simulated:
+
+    rule simulate_demo:
+        output:
+            micrographs=list(DATASET.micrographs.values()),
+            labels=DATASET.positives,
+            negatives=DATASET.negatives,
+            truth=DATASET.truth,
+        log:
+            f"{LOGS}/simulate_demo.log",
+        localrule: True
+        params:
+            outdir=config["demo"]["outdir"],
+            n=config["demo"]["micrographs"],
+            size=config["demo"]["size"],
+            labelled=config["demo"]["labelled"],
+            diameter=config["particle_diameter"],
+            seed=config["seed"],
+            version=VERSION,
+        conda:
+            ENV
+        shell:
+            "deepem simulate -o {params.outdir} --micrographs {params.n} --size {params.size} "
+            "--labelled {params.labelled} --diameter {params.diameter} --seed {params.seed} > {log} 2>&1"

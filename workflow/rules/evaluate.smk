@@ -1,0 +1,21 @@
+rule evaluate:
+    input:
+        picks=f"{RESULTS}/round_{{round}}/picks.star",
+        candidates=f"{RESULTS}/round_{{round}}/candidates.star",
+        preprocessed=preprocessed_shards(),
+        truth=DATASET.truth,
+        positives=DATASET.positives,
+    output:
+        f"{RESULTS}/round_{{round}}/metrics.json",
+    log:
+        f"{LOGS}/round_{{round}}/evaluate.log",
+    localrule: True
+    params:
+        diameter=config["particle_diameter"],
+        version=VERSION,
+    conda:
+        ENV
+    shell:
+        "deepem evaluate --picks {input.picks} --candidates {input.candidates} --truth {input.truth} "
+        "--positives {input.positives} --preprocessed {input.preprocessed} --diameter {params.diameter} "
+        "-o {output} 2>&1 | tee {log}"

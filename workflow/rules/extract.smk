@@ -1,0 +1,29 @@
+rule extract:
+    input:
+        preprocessed=preprocessed_shards(),
+        positives=DATASET.positives,
+        negatives=DATASET.negatives,
+    output:
+        f"{RESULTS}/round_{{round}}/patches.npz",
+    log:
+        f"{LOGS}/round_{{round}}/extract.log",
+    benchmark:
+        f"{BENCH}/round_{{round}}/extract.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        diameter=config["particle_diameter"],
+        particle_px=config["particle_px"],
+        box_scale=config["box_scale"],
+        background_ratio=config["background_ratio"],
+        seed=round_seed,
+        version=VERSION,
+    conda:
+        ENV
+    shell:
+        "deepem extract --preprocessed {input.preprocessed} --positives {input.positives} "
+        "--negatives {input.negatives} --diameter {params.diameter} --particle-px {params.particle_px} "
+        "--box-scale {params.box_scale} --background-ratio {params.background_ratio} "
+        "--seed {params.seed} -o {output} > {log} 2>&1"

@@ -1,0 +1,23 @@
+rule preprocess:
+    input:
+        shard_micrographs,
+    output:
+        directory(f"{RESULTS}/preprocessed/{{scatteritem}}"),
+    log:
+        f"{LOGS}/preprocess/{{scatteritem}}.log",
+    benchmark:
+        f"{BENCH}/preprocess/{{scatteritem}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        pixel_size=pixel_size_option(),
+        diameter=config["particle_diameter"],
+        particle_px=config["particle_px"],
+        version=VERSION,
+    conda:
+        ENV
+    shell:
+        "deepem preprocess {input} -o {output} {params.pixel_size} --diameter {params.diameter} "
+        "--particle-px {params.particle_px} --threads {threads} > {log} 2>&1"

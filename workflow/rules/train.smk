@@ -1,0 +1,30 @@
+rule train:
+    input:
+        f"{RESULTS}/round_{{round}}/patches.npz",
+    output:
+        model=f"{RESULTS}/round_{{round}}/model/model.pt",
+        curve=f"{RESULTS}/round_{{round}}/model/training.tsv",
+        plot=f"{RESULTS}/round_{{round}}/model/training.png",
+    log:
+        f"{LOGS}/round_{{round}}/train.log",
+    benchmark:
+        f"{BENCH}/round_{{round}}/train.tsv"
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=device_resources(),
+    params:
+        outdir=subpath(output.model, parent=True),
+        mode=config["mode"],
+        epochs=optional("--epochs", config["epochs"]),
+        threshold=config["threshold"],
+        device=config["device"],
+        seed=round_seed,
+        version=VERSION,
+    conda:
+        ENV
+    shell:
+        "deepem train {input} -o {params.outdir} --mode {params.mode} {params.epochs} "
+        "--threshold {params.threshold} --seed {params.seed} --threads {threads} "
+        "--device {params.device} > {log} 2>&1"
