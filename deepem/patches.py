@@ -6,6 +6,7 @@ the same padding :mod:`deepem.picking` scores with.
 """
 
 import numpy as np
+from scipy.ndimage import uniform_filter
 from scipy.spatial import cKDTree
 
 from deepem.errors import DeepEMError
@@ -22,21 +23,48 @@ def extract(image, centres, box):
     return out
 
 
-def sample_background(shape, avoid, count, min_distance, rng, margin=0):
-    """Up to ``count`` uniform random centres at least ``min_distance`` from every point of ``avoid``."""
-    h, w = shape
+def unusualness(image, size):
+    """How far each pixel's local mean and local std (over ``size`` px) stray from the micrograph's own.
+
+    Each is a robust z-score against the micrograph's median and MAD, so ice (dark), carbon
+    (textured) and aggregates (dense, high variance) stand out without any dataset constant.
+    """
+    mean = uniform_filter(image, size, mode="reflect")
+    std = np.sqrt(np.maximum(uniform_filter(image * image, size, mode="reflect") - mean * mean, 0))
+
+    def z(a):
+        med = np.median(a)
+        return np.abs(a - med) / (1.4826 * np.median(np.abs(a - med)) + 1e-6)
+
+    return z(mean) + z(std)
+
+
+def sample_background(image, avoid, count, min_distance, rng, unusual_fraction=0.5):
+    """Up to ``count`` centres at least ``min_distance`` from every point of ``avoid``.
+
+    ``unusual_fraction`` of them are drawn with probability proportional to the squared
+    :func:`unusualness` (hard negatives: ice, carbon, aggregates), the rest uniformly.
+    """
+    h, w = image.shape
+    weights = unusualness(image, max(3, int(min_distance * 2))) ** 2
+    weights = (weights / weights.sum()).ravel()
     tree = cKDTree(avoid) if len(avoid) else None
     found = []
-    for _ in range(20):
-        need = count - len(found)
-        if need <= 0:
-            break
-        cand = np.stack(
-            [rng.uniform(margin, w - 1 - margin, 4 * need), rng.uniform(margin, h - 1 - margin, 4 * need)], axis=1
-        )
-        if tree is not None:
-            cand = cand[tree.query(cand)[0] >= min_distance]
-        found.extend(cand[:need])
+    n_unusual = int(round(unusual_fraction * count))
+    for target, weighted in ((n_unusual, True), (count, False)):
+        for _ in range(20):
+            need = target - len(found)
+            if need <= 0:
+                break
+            if weighted:
+                flat = rng.choice(weights.size, 4 * need, p=weights)
+                cand = np.stack([flat % w, flat // w], axis=1).astype(float) + rng.uniform(-0.5, 0.5, (4 * need, 2))
+                cand = np.clip(cand, 0, [w - 1, h - 1])
+            else:
+                cand = np.stack([rng.uniform(0, w - 1, 4 * need), rng.uniform(0, h - 1, 4 * need)], axis=1)
+            if tree is not None:
+                cand = cand[tree.query(cand)[0] >= min_distance]
+            found.extend(cand[:need])
     return np.asarray(found, float).reshape(-1, 2)
 
 

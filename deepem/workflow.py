@@ -42,17 +42,17 @@ def _demo_dataset(config):
     )
 
 
-def _is_absent_demo(config):
+def _uses_demo(config):
+    """The demo block defines the dataset when the micrographs pattern points inside its outdir."""
     demo = config.get("demo")
     pattern = config["micrographs"]
     if not demo or not isinstance(pattern, str):
         return False
-    inside = Path(pattern).resolve().is_relative_to(Path(demo["outdir"]).resolve())
-    return inside and not (Path(demo["outdir"]) / "dataset.yaml").exists()
+    return Path(pattern).resolve().is_relative_to(Path(demo["outdir"]).resolve())
 
 
 def resolve(config):
-    simulated = _is_absent_demo(config)
+    simulated = _uses_demo(config)
     if simulated:
         micrographs, positives, negatives, truth = _demo_dataset(config)
         labelled = sorted({Path(p).stem.rsplit("_", 1)[0] for p in positives})

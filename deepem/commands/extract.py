@@ -1,7 +1,8 @@
 """Extract training patches for one round into a single compact .npz file.
 
 Positives are centred on the labelled coordinates; negatives are the user's non-particle
-coordinates plus background sampled at least half a diameter from every label. A random
+coordinates plus background sampled at least half a diameter from every label, half of it
+uniformly and half from regions whose local mean or variance is unusual (ice, carbon, junk). A random
 fraction is held out for validation (and for the automatic score threshold).
 
 Example:
@@ -32,6 +33,9 @@ def add_args(parser):
     common.add_geometry_args(parser)
     common.add_arch_args(parser)
     parser.add_argument("--background-ratio", type=float, default=4.0, help="sampled background per positive (default 4)")
+    parser.add_argument(
+        "--unusual-fraction", type=float, default=0.5, help="share of background drawn from unusual regions"
+    )
     parser.add_argument("--val-fraction", type=float, default=0.15, help="held-out fraction (default 0.15)")
     parser.add_argument("--seed", type=int, default=0)
 
@@ -65,7 +69,8 @@ def main(args):
         neg = negatives.get(name, np.zeros((0, 2)))
         avoid = np.concatenate([pos, neg])
         background = sample_background(
-            image.shape, avoid, int(round(args.background_ratio * len(pos))), 0.5 * args.particle_px, rng
+            image, avoid, int(round(args.background_ratio * len(pos))), 0.5 * args.particle_px, rng,
+            args.unusual_fraction,
         )
         for centres, label, kind in ((pos, 1, "positive"), (neg, 0, "negative"), (background, 0, "background")):
             xs.append(extract(image, centres, box))

@@ -2,7 +2,8 @@
 
 Loads the model once, scores each working image fully convolutionally (mean over the 4
 rotations, in overlapping tiles), keeps local maxima at least --min-distance diameters apart
-that score above the threshold, and writes OUTDIR/NAME.star per micrograph (even when empty;
+that score above the threshold and lie at least --edge diameters inside the image
+(a box around them can be extracted), and writes OUTDIR/NAME.star per micrograph (even when empty;
 rlnCoordinateX/Y are centres in pixels of the ORIGINAL micrograph, x = column, y = row from
 the top-left) plus OUTDIR/candidates.star with every local maximum above --floor, for
 precision-recall analysis. OUTDIR appears only once the whole shard is done.
@@ -34,16 +35,22 @@ def add_args(parser):
     parser.add_argument("-o", "--outdir", required=True, help="output directory")
     parser.add_argument("--threshold", default="auto", help="'auto' (the model's choice) or a score in (0, 1)")
     parser.add_argument("--min-distance", type=float, default=0.5, help="in particle diameters (default 0.5)")
+    parser.add_argument(
+        "--edge", type=float, default=0.5, help="drop picks closer to the edge than this many diameters (default 0.5)"
+    )
     parser.add_argument("--floor", type=float, default=0.05, help="lowest score kept in candidates.star")
     parser.add_argument("--tile", type=int, default=768, help="score-map tile size in cells (memory bound)")
     common.add_threads_arg(parser)
     common.add_device_arg(parser)
 
 
-def pick_one(net, image, threshold, min_distance_px, floor, tile, device):
-    """``(xy, scores)`` in working pixels of every candidate >= floor; picks are those >= threshold."""
+def pick_one(net, image, threshold, min_distance_px, edge_px, floor, tile, device):
+    """``(xy, scores)`` in working pixels of every candidate >= floor at least ``edge_px`` inside the image."""
     scores = score_map(net, image, tile=tile, device=device)
-    return find_peaks(scores, min_distance_px, floor=min(floor, threshold))
+    xy, score = find_peaks(scores, min_distance_px, floor=min(floor, threshold))
+    h, w = image.shape
+    inside = (xy >= edge_px).all(1) & (xy[:, 0] <= w - 1 - edge_px) & (xy[:, 1] <= h - 1 - edge_px)
+    return xy[inside], score[inside]
 
 
 def main(args):
@@ -52,13 +59,14 @@ def main(args):
     net, ckpt = model.load(args.model, device)
     threshold = parse_threshold(args.threshold) or ckpt["threshold"]
     min_distance = args.min_distance * ckpt["particle_px"]
+    edge = args.edge * ckpt["particle_px"]
     table = manifest.read([args.preprocessed])
     candidates, total = [], 0
     start = time.time()
     with atomic_directory(args.outdir) as tmp:
         for name, row in tqdm(table.iterrows(), total=len(table), desc="pick", unit="mic", mininterval=5):
             image, _ = read_micrograph(manifest.working_path(row))
-            xy, score = pick_one(net, image, threshold, min_distance, args.floor, args.tile, device)
+            xy, score = pick_one(net, image, threshold, min_distance, edge, args.floor, args.tile, device)
             xy = xy * [row["scale_x"], row["scale_y"]]
             keep = score >= threshold
             write_star(tmp / f"{name}.star", picks_table(xy[keep], score[keep]), float_format="%.3f")
