@@ -8,8 +8,12 @@ the longest matching name wins, so ``mic_1`` and ``mic_10`` are told apart.
 import glob
 from pathlib import Path
 
+import numpy as np
+
 from deepem.errors import DeepEMError
+from deepem.io.coords import read_coordinates
 from deepem.io.micrograph import SUFFIXES
+from deepem.patches import check_inside
 
 
 def expand(pattern_or_list, what):
@@ -61,3 +65,17 @@ def match_labels(label_files, names, what):
             )
         matched.setdefault(name, []).append(str(path))
     return matched
+
+
+def load_labels(files, table, what):
+    """``{name: (n, 2) working-pixel centres}`` from label files matched to a preprocessing manifest."""
+    out = {}
+    for name, paths in match_labels(files, list(table.index), what).items():
+        row = table.loc[name]
+        parts = []
+        for path in paths:
+            xy = read_coordinates(path)
+            check_inside(xy, (row["height"], row["width"]), path)
+            parts.append(xy / [row["scale_x"], row["scale_y"]])
+        out[name] = np.concatenate(parts)
+    return out

@@ -34,7 +34,7 @@ def unusualness(image, size):
 
     def z(a):
         med = np.median(a)
-        return np.abs(a - med) / (1.4826 * np.median(np.abs(a - med)) + 1e-6)
+        return np.minimum(np.abs(a - med) / (1.4826 * np.median(np.abs(a - med)) + 1e-6), 4.0)
 
     return z(mean) + z(std)
 

@@ -75,13 +75,17 @@ def _loss(net, logits, y):
     return F.binary_cross_entropy_with_logits(logits, y)
 
 
-def train(arch, mode, x, y, val, seed, device, epochs=None, checkpoint=None, log=print):
-    """Train a fresh net; returns ``(net, history)``. ``checkpoint`` (a path) makes it resumable."""
+def train(arch, mode, x, y, val, seed, device, epochs=None, checkpoint=None, log=print, start=None):
+    """Train for ``epochs``; returns ``(net, history)``. ``checkpoint`` (a path) makes it resumable.
+
+    ``start`` = ``(net, history)`` continues training that net (with a fresh optimiser) instead
+    of a new one, numbering epochs on from its history.
+    """
     recipe = RECIPES[mode]
     epochs = epochs or recipe.epochs
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
-    net = DeepEMNet(arch, mode).to(device)
+    net = start[0] if start else DeepEMNet(arch, mode).to(device)
     if mode == "faithful":
         optimiser = torch.optim.SGD(net.parameters(), lr=recipe.lr)
     else:
@@ -92,7 +96,8 @@ def train(arch, mode, x, y, val, seed, device, epochs=None, checkpoint=None, log
         yt = yt.repeat(4)
     xv, yv = x[val].to(device), y[val]
     generator = torch.Generator().manual_seed(seed)
-    history, start_epoch = [], 0
+    history = list(start[1]) if start else []
+    start_epoch, epochs = len(history), len(history) + epochs
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, weights_only=False)
         net.load_state_dict(state["net"])
@@ -118,7 +123,7 @@ def train(arch, mode, x, y, val, seed, device, epochs=None, checkpoint=None, log
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
             seen += len(idx)
         scores = rotation_averaged(net, xv).cpu()
         val_loss = float(_loss(net, torch.logit(scores.clamp(1e-6, 1 - 1e-6)), yv))

@@ -16,13 +16,12 @@ import numpy as np
 from tqdm import tqdm
 
 from deepem.commands import common
-from deepem.dataset import match_labels
+from deepem.dataset import load_labels
 from deepem.errors import DeepEMError
 from deepem.io import manifest
 from deepem.io.atomic import atomic_path
-from deepem.io.coords import read_coordinates
 from deepem.io.micrograph import read_micrograph
-from deepem.patches import check_inside, extract, sample_background
+from deepem.patches import extract, sample_background
 
 
 def add_args(parser):
@@ -38,20 +37,6 @@ def add_args(parser):
     )
     parser.add_argument("--val-fraction", type=float, default=0.15, help="held-out fraction (default 0.15)")
     parser.add_argument("--seed", type=int, default=0)
-
-
-def load_labels(files, table, what):
-    """``{name: (n, 2) working-pixel centres}`` from label files matched to micrographs by name."""
-    out = {}
-    for name, paths in match_labels(files, list(table.index), what).items():
-        row = table.loc[name]
-        parts = []
-        for path in paths:
-            xy = read_coordinates(path)
-            check_inside(xy, (row["height"], row["width"]), path)
-            parts.append(xy / [row["scale_x"], row["scale_y"]])
-        out[name] = np.concatenate(parts)
-    return out
 
 
 def main(args):

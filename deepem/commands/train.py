@@ -3,7 +3,8 @@
 Writes OUTDIR/model.pt (weights, architecture, chosen threshold), OUTDIR/training.tsv and
 OUTDIR/training.png (loss and validation accuracy per epoch) and OUTDIR/run.json (arguments,
 versions, device). With ``--threshold auto`` the score threshold maximising F1 on the
-held-out patches is chosen and logged. A killed run resumes from its last epoch.
+held-out patches is chosen and logged. With --mine, a second stage adds hard negatives
+(see 'hard negatives' below). A killed run resumes from its last epoch.
 
 Example:
     deepem train results/round_1/patches.npz -o results/round_1/model --mode modern --seed 1
@@ -12,12 +13,17 @@ Example:
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import torch
 
 from deepem import model, plots, provenance
 from deepem.commands import common
+from deepem.dataset import load_labels
 from deepem.errors import DeepEMError
+from deepem.io import manifest
 from deepem.io.atomic import atomic_path, write_text
+from deepem.mining import hard_negatives
 from deepem.training import RECIPES, best_f1_threshold, load_patches, rotation_averaged, train
 
 
@@ -28,6 +34,13 @@ def add_args(parser):
     parser.add_argument("--epochs", type=int, help="default: 20 (faithful) or 30 (modern)")
     parser.add_argument("--threshold", default="auto", help="'auto' (best F1 on held-out patches) or a score in (0, 1)")
     parser.add_argument("--seed", type=int, default=0)
+    mine = parser.add_argument_group(
+        "hard negatives", "when the labelled micrographs are fully labelled: score them after training, "
+        "add the strongest maxima far from every label as negatives and train on"
+    )
+    mine.add_argument("--mine", nargs="*", default=[], metavar="DIR", help="preprocessing shard directories")
+    mine.add_argument("--positives", nargs="*", default=[], help="the positive label files used for the patches")
+    mine.add_argument("--mine-epochs", type=int, help="epochs of the second stage (default: a third of --epochs)")
     common.add_threads_arg(parser)
     common.add_device_arg(parser)
 
@@ -56,6 +69,21 @@ def main(args):
     net, history = train(
         arch, args.mode, x, y, val, args.seed, device, epochs=args.epochs, checkpoint=outdir / "checkpoint.pt"
     )
+    if args.mine:
+        table = manifest.read(args.mine)
+        hard = hard_negatives(net, table, load_labels(args.positives, table, "positive label"), meta["particle_px"], device)
+        generator = np.random.default_rng(args.seed)
+        hard_val = generator.random(len(hard)) < float(val.float().mean())
+        x = torch.cat([x, torch.from_numpy(hard)[:, None]])
+        y = torch.cat([y, torch.zeros(len(hard))])
+        val = torch.cat([val, torch.from_numpy(hard_val)])
+        extra = args.mine_epochs or max(3, len(history) // 3)
+        print(f"hard negatives: {len(hard)} strong maxima far from every label; training {extra} more epochs")
+        net.train()
+        net, history = train(
+            arch, args.mode, x, y, val, args.seed + 1, device, epochs=extra,
+            checkpoint=outdir / "checkpoint_hard.pt", start=(net, history),
+        )
     scores = rotation_averaged(net, x[val].to(device)).cpu().numpy()
     choice = best_f1_threshold(scores, y[val].numpy())
     threshold = choice["threshold"] if fixed is None else fixed
@@ -70,4 +98,5 @@ def main(args):
         pd.DataFrame(history).to_csv(tmp, sep="\t", index=False, float_format="%.6f")
     plots.training_curve(history, outdir / "training.png", f"{args.mode} DeepEM, box {arch.box} px")
     write_text(outdir / "run.json", json.dumps(provenance.run_record(args, device), indent=1) + "\n")
-    (outdir / "checkpoint.pt").unlink(missing_ok=True)
+    for name in ("checkpoint.pt", "checkpoint_hard.pt"):
+        (outdir / name).unlink(missing_ok=True)

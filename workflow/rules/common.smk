@@ -34,6 +34,11 @@ def preprocessed_shards(wildcards=None):
     return scatter.shard(f"{RESULTS}/preprocessed/{{scatteritem}}")
 
 
+def mining_shards():
+    """Preprocessed shards to mine hard negatives from: only when labelled micrographs are complete."""
+    return preprocessed_shards() if config["labels"]["complete"] else []
+
+
 def pick_shards(wildcards):
     return scatter.shard(f"{RESULTS}/round_{wildcards.round}/picks/{{scatteritem}}")
 

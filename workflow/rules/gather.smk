@@ -25,5 +25,7 @@ rule final_picks:
     log:
         f"{LOGS}/final_picks.log",
     localrule: True
+    conda:
+        ENV
     shell:
         "cp {input} {output} 2> {log}"

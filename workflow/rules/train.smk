@@ -1,6 +1,8 @@
 rule train:
     input:
-        f"{RESULTS}/round_{{round}}/patches.npz",
+        patches=f"{RESULTS}/round_{{round}}/patches.npz",
+        mine=mining_shards(),
+        positives=DATASET.positives,
     output:
         model=f"{RESULTS}/round_{{round}}/model/model.pt",
         curve=f"{RESULTS}/round_{{round}}/model/training.tsv",
@@ -25,6 +27,6 @@ rule train:
     conda:
         ENV
     shell:
-        "deepem train {input} -o {params.outdir} --mode {params.mode} {params.epochs} "
+        "deepem train {input.patches} --mine {input.mine} --positives {input.positives} -o {params.outdir} --mode {params.mode} {params.epochs} "
         "--threshold {params.threshold} --seed {params.seed} --threads {threads} "
         "--device {params.device} > {log} 2>&1"

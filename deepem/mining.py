@@ -1,0 +1,34 @@
+"""Hard negatives: what a trained net wrongly picks on its own, fully labelled, micrographs.
+
+On a labelled micrograph where every particle is labelled, a high-scoring local maximum far
+from every label is a false positive. Those are the most informative negatives (DeepEM's
+"rejected picks"); a second training stage on them sharpens the net and the threshold.
+"""
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from deepem.io import manifest
+from deepem.io.micrograph import read_micrograph
+from deepem.patches import extract
+from deepem.picking import find_peaks, score_map
+
+
+def hard_negatives(net, table, positives, particle_px, device, per_positive=1.0, floor=0.1):
+    """Patches of the strongest maxima >= ``floor`` at least 0.75 diameter from every positive.
+
+    At most ``per_positive`` x (labelled particles) per micrograph, strongest first; maxima
+    within half a diameter of the edge are left out, as picking leaves them out.
+    """
+    box = net.arch.box
+    patches = []
+    for name, pos in sorted(positives.items()):
+        image, _ = read_micrograph(manifest.working_path(table.loc[name]))
+        xy, score = find_peaks(score_map(net, image, device=device), 0.5 * particle_px, floor=floor)
+        h, w = image.shape
+        edge = 0.5 * particle_px
+        keep = (cKDTree(pos).query(xy)[0] >= 0.75 * particle_px) if len(xy) else np.zeros(0, bool)
+        keep &= (xy >= edge).all(1) & (xy[:, 0] <= w - 1 - edge) & (xy[:, 1] <= h - 1 - edge)
+        chosen = xy[keep][: int(np.ceil(per_positive * len(pos)))]  # find_peaks sorts by score
+        patches.append(extract(image, chosen, box))
+    return np.concatenate(patches) if patches else np.zeros((0, box, box), np.float32)

@@ -1,0 +1,27 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def run(cmd, cwd=ROOT, check=True, **kw):
+    """Run a command with the test interpreter's bin/ first on PATH; returns CompletedProcess."""
+    import os
+
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kw)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """A small simulated dataset: 4 micrographs of 768 px, 2 labelled."""
+    out = tmp_path_factory.mktemp("sim")
+    run(["deepem", "simulate", "-o", str(out), "--micrographs", "4", "--size", "768", "--labelled", "2", "--seed", "3"])
+    return out

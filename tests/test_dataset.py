@@ -1,0 +1,35 @@
+import numpy as np
+import pytest
+
+from deepem.dataset import match_labels, micrograph_names
+from deepem.errors import DeepEMError
+from deepem.patches import check_inside, extract
+
+
+def test_label_files_match_by_stem_or_stem_suffix():
+    names = ["mic_1", "mic_10", "a"]
+    got = match_labels(["/x/mic_1.star", "/y/mic_10_autopick.star", "/z/mic_1_manualpick.star", "a.box"], names, "label")
+    assert got == {"mic_1": ["/x/mic_1.star", "/z/mic_1_manualpick.star"], "mic_10": ["/y/mic_10_autopick.star"],
+                   "a": ["a.box"]}
+
+
+def test_unmatched_label_and_duplicate_stems_are_errors():
+    with pytest.raises(DeepEMError, match="other.star: positive label file matches no micrograph"):
+        match_labels(["/l/other.star"], ["mic"], "positive label")
+    with pytest.raises(DeepEMError, match="micrograph file names must be unique"):
+        micrograph_names(["/a/m.mrc", "/b/m.mrc"])
+
+
+def test_patch_is_centred_on_the_coordinate():
+    image = np.arange(50 * 60, dtype=np.float32).reshape(50, 60)
+    patches = extract(image, [[30, 20], [0, 0]], box=12)
+    assert patches.shape == (2, 12, 12)
+    assert patches[0, 6, 6] == image[20, 30]  # centre = top-left + box // 2; (x, y) = (column, row)
+    assert patches[1, 6, 6] == image[0, 0]
+    np.testing.assert_array_equal(patches[0], image[14:26, 24:36])
+
+
+def test_coordinates_outside_the_image_are_an_error():
+    check_inside(np.array([[0.0, 0.0], [59.0, 49.0]]), (50, 60), "ok.star")
+    with pytest.raises(DeepEMError, match="bad.star: 1 coordinates outside the 60 x 50 micrograph"):
+        check_inside(np.array([[10.0, 10.0], [60.5, 3.0]]), (50, 60), "bad.star")

@@ -1,0 +1,74 @@
+import mrcfile
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepem.errors import DeepEMError
+from deepem.io.coords import SCORE, X, Y, picks_table, read_coordinates, read_star_table, write_star
+from deepem.io.micrograph import read_micrograph, write_mrc
+
+
+def test_star_round_trip_and_reproducible(tmp_path):
+    xy = np.array([[10.25, 20.5], [3000.125, 1.0]])
+    write_star(tmp_path / "a.star", picks_table(xy, [0.9, 0.1]), float_format="%.3f")
+    write_star(tmp_path / "b.star", picks_table(xy, [0.9, 0.1]), float_format="%.3f")
+    assert (tmp_path / "a.star").read_bytes() == (tmp_path / "b.star").read_bytes()
+    table = read_star_table(tmp_path / "a.star")
+    np.testing.assert_allclose(table[[X, Y]].to_numpy(), xy, atol=1e-3)
+    np.testing.assert_allclose(table[SCORE], [0.9, 0.1])
+
+
+def test_empty_star_round_trip(tmp_path):
+    write_star(tmp_path / "e.star", picks_table(np.zeros((0, 2)), []))
+    assert read_coordinates(tmp_path / "e.star").shape == (0, 2)
+
+
+def test_relion31_star_with_optics(tmp_path):
+    (tmp_path / "p.star").write_text(
+        "data_optics\nloop_\n_rlnOpticsGroup #1\n_rlnImagePixelSize #2\n1 1.0\n\n"
+        "data_particles\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n_rlnMicrographName #3\n"
+        "11.0 12.0 mic1.mrc\n21.0 22.0 mic1.mrc\n"
+    )
+    np.testing.assert_allclose(read_coordinates(tmp_path / "p.star"), [[11, 12], [21, 22]])
+
+
+def test_eman_box_corners_become_centres(tmp_path):
+    (tmp_path / "m.box").write_text("100\t200\t64\t64\n0 0 32 32\n")
+    np.testing.assert_allclose(read_coordinates(tmp_path / "m.box"), [[132, 232], [16, 16]])
+
+
+def test_mrc_and_image_read_as_stored(tmp_path):
+    data = np.arange(64 * 48, dtype=np.float32).reshape(64, 48)
+    write_mrc(tmp_path / "m.mrc", data, 1.5)
+    image, px = read_micrograph(tmp_path / "m.mrc")
+    assert px == pytest.approx(1.5)
+    np.testing.assert_array_equal(image, data)  # row 0 of the file is row 0 (y = 0)
+    Image.fromarray((data % 256).astype(np.uint8)).save(tmp_path / "m.png")
+    image, px = read_micrograph(tmp_path / "m.png")
+    assert px is None
+    np.testing.assert_array_equal(image, data % 256)
+    Image.fromarray((data * 10).astype(np.uint16)).save(tmp_path / "m16.tif")
+    np.testing.assert_array_equal(read_micrograph(tmp_path / "m16.tif")[0], data * 10)
+
+
+def _bad_mrcs(tmp):
+    good = tmp / "good.mrc"
+    write_mrc(good, np.zeros((64, 64), np.float32), 1.0)
+    raw = good.read_bytes()
+    (tmp / "truncated.mrc").write_bytes(raw[: len(raw) // 2])
+    (tmp / "text.mrc").write_text("this is not an MRC file\n" * 100)
+    nan = np.zeros((64, 64), np.float32)
+    nan[3, 4] = np.nan
+    write_mrc(tmp / "nan.mrc", nan, 1.0)
+    with mrcfile.new(tmp / "movie.mrc") as m:
+        m.set_data(np.zeros((5, 64, 64), np.float32))
+    return {"truncated.mrc": "not a readable MRC", "text.mrc": "not a readable MRC", "nan.mrc": "NaN",
+            "movie.mrc": "motion-correct first", "missing.mrc": "not found"}
+
+
+def test_bad_micrographs_give_one_line_errors(tmp_path):
+    for name, message in _bad_mrcs(tmp_path).items():
+        with pytest.raises(DeepEMError) as err:
+            read_micrograph(tmp_path / name)
+        text = str(err.value)
+        assert name in text and message in text and "\n" not in text

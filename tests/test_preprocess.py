@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from deepem.preprocess import fourier_crop, preprocess, remove_gradient, robust_normalise, working_shape
+
+
+@pytest.mark.parametrize("shape,out", [((256, 256), (128, 128)), ((300, 200), (111, 73)), ((255, 257), (100, 101))])
+def test_fourier_crop_keeps_a_low_frequency(shape, out):
+    ny, nx = shape
+    y, x = np.mgrid[:ny, :nx]
+    wave = np.cos(2 * np.pi * (4 * x / nx + 3 * y / ny))
+    small = fourier_crop(wave.astype(np.float32), out)
+    my, mx = out
+    yy, xx = np.mgrid[:my, :mx]
+    assert small.shape == out
+    np.testing.assert_allclose(small, np.cos(2 * np.pi * (4 * xx / mx + 3 * yy / my)), atol=1e-4)
+
+
+def test_fourier_crop_removes_frequencies_above_the_new_nyquist():
+    n = 256
+    x = np.arange(n)
+    wave = np.tile(np.cos(2 * np.pi * 100 * x / n), (n, 1)).astype(np.float32)
+    assert np.abs(fourier_crop(wave, (64, 64))).max() < 1e-4
+
+
+def test_coordinates_scale_exactly():
+    """A blob at original (x, y) lands at working (x / sx, y / sy), sx = width / working width."""
+    ny, nx = 600, 800
+    x0, y0 = 517.0, 233.0
+    y, x = np.mgrid[:ny, :nx]
+    blob = np.exp(-((x - x0) ** 2 + (y - y0) ** 2) / (2 * 12.0**2)).astype(np.float32)
+    shape = working_shape((ny, nx), 1.0, 3.3)
+    small = fourier_crop(blob, shape)
+    sy, sx = ny / shape[0], nx / shape[1]
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    w = np.clip(small, 0, None) ** 4
+    cx, cy = (w * xx).sum() / w.sum(), (w * yy).sum() / w.sum()
+    assert abs(cx * sx - x0) < 0.05 and abs(cy * sy - y0) < 0.05
+
+
+def test_working_shape_never_upsamples():
+    assert working_shape((100, 200), 5.0, 2.0) == (100, 200)
+    assert working_shape((1000, 2000), 1.0, 4.0) == (250, 500)
+
+
+def test_gradient_removal_and_robust_normalisation():
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[:256, :256] / 256.0
+    image = (rng.normal(size=(256, 256)) * 2 + 30 * x + 10 * y * y + 5).astype(np.float32)
+    flat = remove_gradient(image)
+    assert abs(np.median(flat[:, :64]) - np.median(flat[:, -64:])) < 0.3
+    z = robust_normalise(flat)
+    assert abs(np.median(z)) < 0.05
+    assert abs(np.median(np.abs(z)) * 1.4826 - 1) < 0.05
+    assert np.abs(z).max() <= 6.0
+
+
+def test_preprocess_sizes_particles():
+    image = np.random.default_rng(1).normal(size=(1000, 1200)).astype(np.float32)
+    work = preprocess(image, 1.5, 150 / 32)
+    assert work.shape == working_shape(image.shape, 1.5, 150 / 32) == (320, 384)
