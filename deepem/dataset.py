@@ -27,7 +27,7 @@ def expand(pattern_or_list, what):
         if glob.has_magic(item):
             found = sorted(glob.glob(item))
             if not found:
-                raise DeepEMError(f"{item}: no {what} match this pattern; check the path in the config")
+                raise DeepEMError(f"{item}: no {what} files match this pattern; check the path in the config")
             files.extend(found)
         elif Path(item).is_file():
             files.append(item)

@@ -9,7 +9,6 @@ Everything is deterministic from the seed; micrograph ``i`` does not depend on h
 
 from pathlib import Path
 
-import mrcfile
 import numpy as np
 import scipy.fft
 import yaml
@@ -70,9 +69,7 @@ def simulate_dataset(
         rng = np.random.default_rng(mic_seeds[i])
         image, truth, negatives = _micrograph(size, pixel_size, diameter, density, snr, i % 2 == 1, phantom, rng)
         with atomic_path(out / "micrographs" / f"{name}.mrc") as tmp:
-            write_mrc(tmp, image, pixel_size)
-            with mrcfile.open(tmp, mode="r+") as mrc:  # replace mrcfile's timestamped label: byte-identical reruns
-                mrc.header.label[0] = "deepem simulate"
+            write_mrc(tmp, image, pixel_size, label="deepem simulate")
         write_star(out / "truth" / f"{name}.star", picks_table(truth))
         write_star(out / "negatives" / f"{name}.star", picks_table(negatives))
         if i < n_labelled:

@@ -21,7 +21,7 @@ def run(cmd, cwd=ROOT, check=True, **kw):
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
-    """A small simulated dataset: 4 micrographs of 768 px, 2 labelled."""
+    """A small simulated dataset: 4 micrographs of 1024 px, 3 labelled."""
     out = tmp_path_factory.mktemp("sim")
-    run(["deepem", "simulate", "-o", str(out), "--micrographs", "4", "--size", "768", "--labelled", "2", "--seed", "3"])
+    run(["deepem", "simulate", "-o", str(out), "--micrographs", "4", "--size", "1024", "--labelled", "3", "--seed", "3"])
     return out

@@ -71,8 +71,12 @@ def _read_image(path):
     return data
 
 
-def write_mrc(path, image, pixel_size):
-    """Write a float32 2-D MRC with its pixel size (the caller makes it atomic)."""
+def write_mrc(path, image, pixel_size, label="deepem"):
+    """Write a float32 2-D MRC with its pixel size (the caller makes it atomic).
+
+    The header label is fixed (mrcfile would stamp the time), so reruns are byte-identical.
+    """
     with mrcfile.new(path, overwrite=True) as mrc:
         mrc.set_data(np.ascontiguousarray(image, dtype=np.float32))
         mrc.voxel_size = pixel_size
+        mrc.header.label[0] = label
