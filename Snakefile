@@ -17,6 +17,7 @@ include: "workflow/rules/extract.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/pick.smk"
 include: "workflow/rules/gather.smk"
+include: "workflow/rules/verify.smk"
 include: "workflow/rules/evaluate.smk"
 
 

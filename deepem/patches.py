@@ -23,19 +23,26 @@ def extract(image, centres, box):
     return out
 
 
-def unusualness(image, size):
-    """How far each pixel's local mean and local std (over ``size`` px) stray from the micrograph's own.
-
-    Each is a robust z-score against the micrograph's median and MAD, so ice (dark), carbon
-    (textured) and aggregates (dense, high variance) stand out without any dataset constant.
-    """
+def local_statistics(image, size):
+    """Each pixel's local mean and local standard deviation over a ``size`` x ``size`` window."""
     mean = uniform_filter(image, size, mode="reflect")
     std = np.sqrt(np.maximum(uniform_filter(image * image, size, mode="reflect") - mean * mean, 0))
+    return mean, std
+
+
+def unusualness(image, size):
+    """How far a pixel's surroundings stray from the micrograph's typical ones.
+
+    The robust z-scores (median, MAD of the micrograph itself) of the local mean and local std,
+    each capped at 4, summed: ice (dark), carbon (textured) and aggregates (dense, high
+    variance) stand out without any dataset constant.
+    """
 
     def z(a):
         med = np.median(a)
         return np.minimum(np.abs(a - med) / (1.4826 * np.median(np.abs(a - med)) + 1e-6), 4.0)
 
+    mean, std = local_statistics(image, size)
     return z(mean) + z(std)
 
 

@@ -25,3 +25,21 @@ def training_curve(history, path, title):
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+
+
+def metrics_by_round(table, columns, path):
+    groups = list(dict.fromkeys(table["micrographs"]))
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.5), squeeze=False)
+    for ax, group in zip(axes[0], groups):
+        part = table[table["micrographs"] == group]
+        for column in columns:
+            ax.plot(part["round"], part[column], marker="o", label=column)
+        ax.set_xlabel("round")
+        ax.set_title(f"{group} micrographs")
+        ax.set_xticks(sorted(part["round"].unique()))
+        ax.set_ylim(0, 1.02)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)

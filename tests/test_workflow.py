@@ -140,3 +140,42 @@ def test_bad_input_fails_clearly_without_partial_outputs(case, tiny_dataset, tmp
     assert not [p for p in results.rglob("*") if ".tmp" in p.name], "temporary output left behind"
     assert not list(results.rglob("patches.npz")) and not list(results.rglob("model.pt"))
     assert not list(results.rglob("preprocessed/*/demo_001.mrc")) or "demo_001" not in message
+
+
+# --- recursive training rounds ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_rounds(tiny_dataset, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("rounds")
+    config = write_config(tmp, tiny_dataset, rounds=2)
+    snakemake(config)
+    return tmp, config
+
+
+def test_round_two_trains_on_round_one_picks_and_hard_negatives(two_rounds):
+    tmp, _ = two_rounds
+    results = tmp / "results"
+    verified = read_star_table(results / "round_1" / "verified.star")
+    verdicts = set(verified["deepemVerdict"])
+    assert "confident" in verdicts and verdicts & {"outlier", "low_score"}
+    meta = [json.loads(str(np.load(results / f"round_{r}" / "patches.npz")["meta"])) for r in (1, 2)]
+    assert meta[0]["from_previous_round"] == {"positives": 0, "negatives": 0}
+    n_confident = int((verified["deepemVerdict"] == "confident").sum())
+    n_rejected = int(verified["deepemVerdict"].isin(["outlier", "low_score"]).sum())
+    assert meta[1]["from_previous_round"] == {"positives": n_confident, "negatives": n_rejected}
+    assert meta[1]["counts"]["positive"] == meta[0]["counts"]["positive"] + n_confident
+    assert (results / "picks.star").read_bytes() == (results / "round_2" / "picks.star").read_bytes()
+    table = (results / "rounds.tsv").read_text()
+    assert table.splitlines()[0].startswith("round\tmicrographs\tprecision")
+    assert (results / "rounds.png").stat().st_size > 1000
+
+
+def test_one_more_round_reruns_only_that_round(two_rounds):
+    tmp, config = two_rounds
+    dry = snakemake(config, "-n", "--config", "rounds=3")
+    jobs = [line.split()[1].rstrip(":") for line in dry.stdout.splitlines() if line.startswith("rule ")]
+    wildcard_rounds = {line.split("round=")[1].split(",")[0] for line in dry.stdout.splitlines() if "round=" in line}
+    assert wildcard_rounds == {"2", "3"}  # round 2 only for its verification, new with round 3
+    assert "preprocess" not in jobs
+    assert jobs.count("train") == 1 and jobs.count("verify") == 1

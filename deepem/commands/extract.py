@@ -11,6 +11,7 @@ Example:
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -20,14 +21,20 @@ from deepem.dataset import load_labels
 from deepem.errors import DeepEMError
 from deepem.io import manifest
 from deepem.io.atomic import atomic_path
+from deepem.io.coords import MIC, X, Y, read_star_table
 from deepem.io.micrograph import read_micrograph
 from deepem.patches import extract, sample_background
+from deepem.verification import NEGATIVE, POSITIVE, VERDICT
 
 
 def add_args(parser):
     parser.add_argument("--preprocessed", nargs="+", required=True, help="preprocessing shard directories")
     parser.add_argument("--positives", nargs="*", default=[], help="coordinate files of particles")
     parser.add_argument("--negatives", nargs="*", default=[], help="coordinate files of non-particles")
+    parser.add_argument(
+        "--verified", nargs="*", default=[], help="the previous round's verified.star: its positive verdicts join the positives, "
+        "its negative verdicts the negatives, and no background is sampled near its other candidates"
+    )
     parser.add_argument("-o", "--output", required=True, help="output .npz")
     common.add_geometry_args(parser)
     common.add_arch_args(parser)
@@ -39,10 +46,36 @@ def add_args(parser):
     parser.add_argument("--seed", type=int, default=0)
 
 
+def verified_labels(path, table):
+    """``(positives, negatives, avoid)`` as ``{name: working-pixel centres}`` from a verified STAR."""
+    verified = read_star_table(path)
+    out = ({}, {}, {})
+    for source, group in verified.groupby(MIC):
+        name = Path(source).stem
+        row = table.loc[name]
+        xy = group[[X, Y]].to_numpy(float) / [row["scale_x"], row["scale_y"]]
+        verdict = group[VERDICT].to_numpy()
+        for target, mask in zip(out, (np.isin(verdict, POSITIVE), np.isin(verdict, NEGATIVE), ~np.isin(verdict, NEGATIVE))):
+            target[name] = xy[mask]
+    return out
+
+
+def merge(*mappings):
+    names = set().union(*mappings)
+    return {n: np.concatenate([m.get(n, np.zeros((0, 2))) for m in mappings]) for n in names}
+
+
 def main(args):
     table = manifest.read(args.preprocessed)
     positives = load_labels(args.positives, table, "positive label")
     negatives = load_labels(args.negatives, table, "negative label")
+    avoid, previous = {}, {"positives": 0, "negatives": 0}
+    for path in args.verified:
+        more_pos, more_neg, more_avoid = verified_labels(path, table)
+        previous["positives"] += sum(map(len, more_pos.values()))
+        previous["negatives"] += sum(map(len, more_neg.values()))
+        positives, negatives, avoid = merge(positives, more_pos), merge(negatives, more_neg), merge(avoid, more_avoid)
+        positives = {n: xy for n, xy in positives.items() if len(xy)}
     if not sum(len(v) for v in positives.values()):
         raise DeepEMError(f"no labelled particles in {len(args.positives)} positive label files; label some particles")
     box = common.architecture(args.particle_px, args.box_scale, "modern").box
@@ -52,9 +85,8 @@ def main(args):
         image, _ = read_micrograph(manifest.working_path(table.loc[name]))
         pos = positives[name]
         neg = negatives.get(name, np.zeros((0, 2)))
-        avoid = np.concatenate([pos, neg])
         background = sample_background(
-            image, avoid, int(round(args.background_ratio * len(pos))), 0.5 * args.particle_px, rng,
+            image, np.concatenate([pos, neg, avoid.get(name, np.zeros((0, 2)))]), int(round(args.background_ratio * len(pos))), 0.5 * args.particle_px, rng,
             args.unusual_fraction,
         )
         for centres, label, kind in ((pos, 1, "positive"), (neg, 0, "negative"), (background, 0, "background")):
@@ -67,11 +99,16 @@ def main(args):
         idx = np.flatnonzero(y == label)
         val[rng.choice(idx, int(round(args.val_fraction * len(idx))), replace=False)] = True
     counts = {k: kinds.count(k) for k in ("positive", "negative", "background")}
-    meta = {"box": box, "particle_px": args.particle_px, "box_scale": args.box_scale, "counts": counts}
+    meta = {
+        "box": box, "particle_px": args.particle_px, "box_scale": args.box_scale, "counts": counts,
+        "from_previous_round": previous,
+    }
     with atomic_path(args.output) as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, x=x.astype(np.float16), y=y, val=val, meta=json.dumps(meta))
     print(
         f"{len(positives)} micrographs: {counts['positive']} positives, {counts['negative']} labelled negatives, "
-        f"{counts['background']} background; box {box} px; {int(val.sum())} held out -> {args.output}"
+        f"{counts['background']} background (of which from the previous round's verified picks: "
+        f"{previous['positives']} positives, {previous['negatives']} negatives); box {box} px; "
+        f"{int(val.sum())} held out -> {args.output}"
     )

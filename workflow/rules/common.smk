@@ -2,6 +2,7 @@ import sys
 
 import deepem
 from deepem.errors import DeepEMError
+from deepem.dataset import expand as expand_files
 from deepem.workflow import resolve
 
 
@@ -47,6 +48,16 @@ def round_seed(wildcards):
     return config["seed"] + int(wildcards.round)
 
 
+def previous_verified(wildcards):
+    """Round n trains on the labels plus the verified picks of round n - 1 (none for round 1)."""
+    r = int(wildcards.round)
+    return [] if r == 1 else [f"{RESULTS}/round_{r - 1}/verified.star"]
+
+
+def round_corrections(wildcards):
+    return expand_files(config["corrections"].get(str(wildcards.round)), "correction")
+
+
 def last_round_picks(wildcards):
     return f"{RESULTS}/round_{config['rounds']}/picks.star"
 
@@ -64,8 +75,12 @@ def pixel_size_option():
     return optional("--pixel-size", config["pixel_size"])
 
 
+def round_metrics(wildcards=None):
+    return [f"{RESULTS}/round_{r}/metrics.json" for r in range(1, config["rounds"] + 1)]
+
+
 def final_targets():
     targets = [f"{RESULTS}/picks.star"]
     if DATASET.truth:
-        targets.append(f"{RESULTS}/round_{config['rounds']}/metrics.json")
+        targets += [f"{RESULTS}/rounds.tsv", f"{RESULTS}/rounds.png"]
     return targets

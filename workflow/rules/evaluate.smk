@@ -19,3 +19,20 @@ rule evaluate:
         "deepem evaluate --picks {input.picks} --candidates {input.candidates} --truth {input.truth} "
         "--positives {input.positives} --preprocessed {input.preprocessed} --diameter {params.diameter} "
         "-o {output} 2>&1 | tee {log}"
+
+
+rule rounds_summary:
+    input:
+        round_metrics(),
+    output:
+        table=f"{RESULTS}/rounds.tsv",
+        plot=f"{RESULTS}/rounds.png",
+    log:
+        f"{LOGS}/rounds_summary.log",
+    localrule: True
+    params:
+        version=VERSION,
+    conda:
+        ENV
+    shell:
+        "deepem rounds {input} -o {output.table} --plot {output.plot} 2>&1 | tee {log}"

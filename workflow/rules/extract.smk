@@ -3,6 +3,7 @@ rule extract:
         preprocessed=preprocessed_shards(),
         positives=DATASET.positives,
         negatives=DATASET.negatives,
+        verified=previous_verified,
     output:
         f"{RESULTS}/round_{{round}}/patches.npz",
     log:
@@ -24,6 +25,6 @@ rule extract:
         ENV
     shell:
         "deepem extract --preprocessed {input.preprocessed} --positives {input.positives} "
-        "--negatives {input.negatives} --diameter {params.diameter} --particle-px {params.particle_px} "
+        "--negatives {input.negatives} --verified {input.verified} --diameter {params.diameter} --particle-px {params.particle_px} "
         "--box-scale {params.box_scale} --background-ratio {params.background_ratio} "
         "--seed {params.seed} -o {output} > {log} 2>&1"

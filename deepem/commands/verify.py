@@ -1,0 +1,53 @@
+"""Verify a round's picks: decide for every candidate whether it is a particle.
+
+Writes a STAR with every candidate (rlnMicrographName, rlnCoordinateX/Y,
+rlnAutopickFigureOfMerit) and its verdict in the column deepemVerdict: confident, outlier,
+low_score or uncertain (see deepem.verification); the next round trains on the confident ones
+as positives and the outlier / low_score ones as negatives. Corrected coordinate files
+(--corrections, matched to micrographs by name) replace the automatic verdicts of their
+micrographs: confirmed / added_by_user are positives, removed_by_user negatives.
+
+Example:
+    deepem verify --candidates results/round_1/candidates.star --model results/round_1/model/model.pt \\
+        --preprocessed results/preprocessed/* --diameter 150 -o results/round_1/verified.star
+"""
+
+from collections import Counter
+
+import numpy as np
+import torch
+
+from deepem.commands.evaluate import by_micrograph
+from deepem.dataset import match_labels
+from deepem.io import manifest
+from deepem.io.coords import read_coordinates, write_star
+from deepem.verification import VERDICT, verify
+
+
+def add_args(parser):
+    parser.add_argument("--candidates", required=True, help="a round's candidates.star (from gather)")
+    parser.add_argument("--model", required=True, help="the round's model.pt (for its threshold)")
+    parser.add_argument("--preprocessed", nargs="+", required=True, help="preprocessing shard directories")
+    parser.add_argument("--diameter", type=float, required=True, help="particle diameter in A")
+    parser.add_argument("--corrections", nargs="*", default=[], help="user-corrected coordinate files")
+    parser.add_argument("-o", "--output", required=True, help="verified STAR")
+
+
+def main(args):
+    table = manifest.read(args.preprocessed)
+    ckpt = torch.load(args.model, map_location="cpu", weights_only=False)
+    corrections = {
+        name: np.concatenate([read_coordinates(f) for f in files])
+        for name, files in match_labels(args.corrections, list(table.index), "correction").items()
+    }
+    diameter_px = float(np.median(args.diameter / table["pixel_size"]))
+    verified = verify(
+        by_micrograph(args.candidates), table, ckpt["threshold"], ckpt["particle_px"], diameter_px, corrections
+    )
+    write_star(args.output, verified, float_format="%.3f")
+    counts = Counter(verified[VERDICT])
+    print(
+        f"verified {len(verified)} candidates in {len(table)} micrographs "
+        f"({len(corrections)} with user corrections): "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    )

@@ -1,0 +1,25 @@
+rule verify:
+    input:
+        candidates=f"{RESULTS}/round_{{round}}/candidates.star",
+        model=f"{RESULTS}/round_{{round}}/model/model.pt",
+        preprocessed=preprocessed_shards(),
+        corrections=round_corrections,
+    output:
+        f"{RESULTS}/round_{{round}}/verified.star",
+    log:
+        f"{LOGS}/round_{{round}}/verify.log",
+    benchmark:
+        f"{BENCH}/round_{{round}}/verify.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        diameter=config["particle_diameter"],
+        version=VERSION,
+    conda:
+        ENV
+    shell:
+        "deepem verify --candidates {input.candidates} --model {input.model} "
+        "--preprocessed {input.preprocessed} --corrections {input.corrections} "
+        "--diameter {params.diameter} -o {output} > {log} 2>&1"
