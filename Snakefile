@@ -19,6 +19,7 @@ include: "workflow/rules/pick.smk"
 include: "workflow/rules/gather.smk"
 include: "workflow/rules/verify.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/provenance.smk"
 
 
 rule all:

@@ -11,7 +11,7 @@ import sys
 from deepem import __version__
 from deepem.errors import DeepEMError
 
-COMMANDS = ["simulate", "preprocess", "extract", "train", "pick", "gather", "verify", "evaluate", "rounds"]
+COMMANDS = ["simulate", "preprocess", "extract", "train", "pick", "gather", "verify", "evaluate", "rounds", "provenance"]
 
 
 def build_parser():

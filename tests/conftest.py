@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -25,3 +26,32 @@ def tiny_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim")
     run(["deepem", "simulate", "-o", str(out), "--micrographs", "4", "--size", "1024", "--labelled", "3", "--seed", "3"])
     return out
+
+
+def write_config(tmp, data, **changes):
+    config = {
+        "micrographs": str(data / "micrographs" / "*.mrc"),
+        "particle_diameter": 150,
+        "labels": {"positives": str(data / "labels" / "*.star"), "negatives": None},
+        "truth": str(data / "truth" / "*.star"),
+        "shards": 3,
+        "results": str(tmp / "results"),
+    }
+    config.update(changes)
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def snakemake(config, *extra, check=True):
+    return run(["snakemake", "--cores", "2", "--configfile", str(config), *extra], check=check)
+
+
+@pytest.fixture(scope="session")
+def finished_run(tiny_dataset, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    config = write_config(tmp, tiny_dataset)
+    result = snakemake(config)
+    return tmp, result
+
+

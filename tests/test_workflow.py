@@ -6,38 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+import mrcfile
 
-from conftest import ROOT, run
+from conftest import run, snakemake, write_config
 from deepem.io.coords import MIC, SCORE, X, Y, read_coordinates, read_star_table
 from deepem.metrics import match, summarise
-
-
-def write_config(tmp, data, **changes):
-    config = {
-        "micrographs": str(data / "micrographs" / "*.mrc"),
-        "particle_diameter": 150,
-        "labels": {"positives": str(data / "labels" / "*.star"), "negatives": None},
-        "truth": str(data / "truth" / "*.star"),
-        "shards": 3,
-        "results": str(tmp / "results"),
-    }
-    config.update(changes)
-    path = tmp / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def snakemake(config, *extra, check=True):
-    return run(["snakemake", "--cores", "2", "--configfile", str(config), *extra], check=check)
-
-
-@pytest.fixture(scope="module")
-def finished_run(tiny_dataset, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("run")
-    config = write_config(tmp, tiny_dataset)
-    result = snakemake(config)
-    return tmp, result
 
 
 def test_pipeline_writes_merged_picks_for_every_micrograph(finished_run, tiny_dataset):
@@ -122,8 +95,73 @@ def case_no_labels(data):
     return {}, "no positive label files match this pattern"
 
 
-BAD = [case_missing_micrograph, case_not_mrc, case_label_matching_nothing, case_coordinates_outside,
-       case_wrong_type, case_no_labels]
+def case_truncated_mrc(data):
+    path = data / "micrographs" / "demo_002.mrc"
+    path.write_bytes(path.read_bytes()[:500_000])
+    return {}, "demo_002.mrc: not a readable MRC file"
+
+
+def _rewrite(path, data=None, voxel=None):
+    with mrcfile.open(path, mode="r+") as mrc:
+        if data is not None:
+            mrc.set_data(data)
+        if voxel is not None:
+            mrc.voxel_size = voxel
+
+
+def case_nan_pixels(data):
+    path = data / "micrographs" / "demo_003.mrc"
+    with mrcfile.open(path) as mrc:
+        image = mrc.data.copy()
+    image[10, 10] = np.nan
+    _rewrite(path, image)
+    return {}, "demo_003.mrc: 1 NaN or Inf pixels"
+
+
+def case_movie_stack(data):
+    _rewrite(data / "micrographs" / "demo_001.mrc", np.zeros((3, 1024, 1024), np.float32))
+    return {}, "demo_001.mrc: a stack of 3 frames, not a 2-D micrograph; motion-correct first"
+
+
+def case_mixed_pixel_sizes(data):
+    _rewrite(data / "micrographs" / "demo_002.mrc", voxel=3.0)
+    return {}, "pixel size 3 A differs from 2 A"
+
+
+def case_pixel_size_missing(data):
+    for path in (data / "micrographs").glob("*.mrc"):
+        _rewrite(path, voxel=0.0)
+    return {}, "no pixel size in the file header; set pixel_size in the config"
+
+
+def case_particle_too_small(data):
+    return {"particle_diameter": 20}, "a 20 A particle spans only 10.0 px"
+
+
+def case_particle_too_large(data):
+    return {"particle_diameter": 1500}, "is larger than the 1024 x 1024 micrograph"
+
+
+def case_duplicate_stems(data):
+    (data / "other").mkdir()
+    shutil.copy(data / "micrographs" / "demo_000.mrc", data / "other" / "demo_000.mrc")
+    return {"micrographs": [str(data / "micrographs" / "*.mrc"), str(data / "other" / "*.mrc")]}, "micrograph file names must be unique"
+
+
+def case_empty_label_set(data):
+    for path in (data / "labels").glob("*.star"):
+        path.write_text("data_\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n")
+    return {}, "no labelled particles in 3 positive label files"
+
+
+def case_unknown_key(data):
+    return {"colour": "red"}, "Additional properties are not allowed ('colour' was unexpected)"
+
+
+BAD = [case_missing_micrograph, case_not_mrc, case_truncated_mrc, case_nan_pixels, case_movie_stack,
+       case_mixed_pixel_sizes, case_pixel_size_missing, case_particle_too_small, case_particle_too_large,
+       case_label_matching_nothing, case_coordinates_outside, case_duplicate_stems, case_no_labels,
+       case_empty_label_set, case_wrong_type, case_unknown_key]
 
 
 @pytest.mark.parametrize("case", BAD, ids=[c.__name__[5:] for c in BAD])
@@ -139,7 +177,9 @@ def test_bad_input_fails_clearly_without_partial_outputs(case, tiny_dataset, tmp
     assert not (results / "picks.star").exists()
     assert not [p for p in results.rglob("*") if ".tmp" in p.name], "temporary output left behind"
     assert not list(results.rglob("patches.npz")) and not list(results.rglob("model.pt"))
-    assert not list(results.rglob("preprocessed/*/demo_001.mrc")) or "demo_001" not in message
+    broken = message.split(".mrc:")[0] if ".mrc:" in message else None
+    if broken:  # the shard holding the broken micrograph left nothing behind
+        assert not list(results.rglob(f"preprocessed/*/{broken}.mrc"))
 
 
 # --- recursive training rounds ------------------------------------------------------------------

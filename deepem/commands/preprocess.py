@@ -28,6 +28,21 @@ def add_args(parser):
     common.add_threads_arg(parser)
 
 
+def check_geometry(path, shape, pixel_size, diameter, particle_px):
+    """The particle must fill the network's box, and the box must fit in the micrograph."""
+    span = diameter / pixel_size
+    if span < particle_px / 2:
+        raise DeepEMError(
+            f"{path}: a {diameter:g} A particle spans only {span:.1f} px at {pixel_size:g} A/px, under the "
+            f"{particle_px // 2} px the network's receptive field needs; check particle_diameter is in A"
+        )
+    if 2 * span > min(shape):
+        raise DeepEMError(
+            f"{path}: a {diameter:g} A particle ({span:.0f} px) with its context is larger than the "
+            f"{shape[1]} x {shape[0]} micrograph; check particle_diameter is in A, not px"
+        )
+
+
 def main(args):
     common.set_threads(args.threads)
     working = args.diameter / args.particle_px
@@ -44,6 +59,7 @@ def main(args):
                     f"{path}: pixel size {pixel_size:g} A differs from {rows[0][4]:g} A of {rows[0][1]}; "
                     "run micrographs of different pixel sizes as separate datasets"
                 )
+            check_geometry(path, image.shape, pixel_size, args.diameter, args.particle_px)
             work = preprocess(image, pixel_size, working, workers=args.threads)
             name = common.stem(path)
             write_mrc(tmp / f"{name}.mrc", work, pixel_size * image.shape[1] / work.shape[1])

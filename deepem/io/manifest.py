@@ -6,6 +6,7 @@ back to original pixels (see :mod:`deepem.preprocess`).
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from deepem.errors import DeepEMError
@@ -29,6 +30,13 @@ def read(directories):
         table["dir"] = str(d)
         tables.append(table)
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS + ["dir"])
+    sizes = table["pixel_size"].to_numpy(float)
+    if len(sizes) and np.ptp(sizes) > 1e-3 * sizes.min():
+        a, b = table.iloc[int(np.argmin(sizes))], table.iloc[int(np.argmax(sizes))]
+        raise DeepEMError(
+            f"{b['source']}: pixel size {b['pixel_size']:g} A differs from {a['pixel_size']:g} A of {a['source']}; "
+            "run micrographs of different pixel sizes as separate datasets"
+        )
     table["scale_x"] = table["width"] / table["work_width"]
     table["scale_y"] = table["height"] / table["work_height"]
     return table.set_index("name", drop=False)

@@ -1,3 +1,4 @@
+import json
 import sys
 
 import deepem
@@ -79,8 +80,16 @@ def round_metrics(wildcards=None):
     return [f"{RESULTS}/round_{r}/metrics.json" for r in range(1, config["rounds"] + 1)]
 
 
+def config_json():
+    return json.dumps(config, sort_keys=True)
+
+
+def all_inputs():
+    return list(DATASET.micrographs.values()) + DATASET.positives + DATASET.negatives
+
+
 def final_targets():
-    targets = [f"{RESULTS}/picks.star"]
+    targets = [f"{RESULTS}/picks.star", f"{RESULTS}/provenance.json"]
     if DATASET.truth:
         targets += [f"{RESULTS}/rounds.tsv", f"{RESULTS}/rounds.png"]
     return targets

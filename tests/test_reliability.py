@@ -1,0 +1,125 @@
+"""Faults and reproducibility: killed jobs, refusals, byte-identical reruns, exact rerun triggers."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from conftest import BIN, ROOT, run, snakemake, write_config
+from deepem.io.micrograph import write_mrc
+from deepem.model import DeepEMNet, save
+from deepem.commands.common import architecture
+
+
+def _jobs(output):
+    return [line.split()[1].rstrip(":") for line in output.splitlines() if line.startswith("rule ")]
+
+
+def _pick_files(results):
+    return {p.relative_to(results): p.read_bytes() for p in sorted((results / "round_1" / "picks").glob("*/*.star"))}
+
+
+def test_killed_pick_shard_is_redone_alone_and_results_are_byte_identical(finished_run, tiny_dataset, tmp_path):
+    reference, _ = finished_run
+    config = write_config(tmp_path, tiny_dataset)
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    cmd = ["snakemake", "--cores", "2", "--configfile", str(config)]  # same threads as the reference run
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    picks = tmp_path / "results" / "round_1" / "picks"
+    killed = None
+    deadline = time.time() + 300
+    while proc.poll() is None and killed is None and time.time() < deadline:
+        done = [p for p in picks.glob("*-of-3") if p.is_dir()] if picks.exists() else []
+        listing = subprocess.run(["pgrep", "-af", f"deepem pick .*{picks}"], capture_output=True, text=True).stdout
+        # a shard still at work: its output directory does not exist yet
+        running = [
+            line.split()[0] for line in listing.splitlines()
+            if "bash" not in line.split(" -o ")[0] and not Path(line.split(" -o ")[1].split()[0]).exists()
+        ]  # the Python process itself, not Snakemake's bash wrapper
+        if done and running:
+            os.kill(int(running[0]), signal.SIGKILL)
+            killed = running[0]
+        time.sleep(0.02)
+    out = proc.communicate(timeout=300)[0]
+    assert killed is not None, "no pick shard was caught running"
+    assert proc.returncode != 0, out[-2000:]
+    assert not (tmp_path / "results" / "picks.star").exists()
+    finished = [p for p in picks.glob("*-of-3") if p.is_dir()]
+    assert 1 <= len(finished) <= 2
+    rerun = snakemake(config, "-n")
+    jobs = _jobs(rerun.stdout)
+    assert jobs.count("pick") == 3 - len(finished) and "train" not in jobs and "preprocess" not in jobs
+    snakemake(config)
+    assert _pick_files(tmp_path / "results") == _pick_files(reference / "results")
+    assert (tmp_path / "results" / "picks.star").read_bytes() == (reference / "results" / "picks.star").read_bytes()
+    assert not [p for p in picks.iterdir() if ".tmp" in p.name], "stale temporary directory left behind"
+
+
+def test_changed_parameter_reruns_exactly_the_affected_jobs(finished_run):
+    tmp, _ = finished_run
+    dry = snakemake(tmp / "config.yaml", "-n", "--config", "min_distance=0.6")
+    jobs = sorted(set(_jobs(dry.stdout)))
+    assert jobs == ["all", "evaluate", "final_picks", "gather", "pick", "provenance", "rounds_summary"]
+    dry = snakemake(tmp / "config.yaml", "-n", "--config", "background_ratio=3")
+    assert {"extract", "train", "pick"} <= set(_jobs(dry.stdout)) and "preprocess" not in _jobs(dry.stdout)
+
+
+def test_gather_refuses_when_a_pick_file_is_missing(finished_run, tmp_path):
+    tmp, _ = finished_run
+    shards = tmp_path / "picks"
+    shutil.copytree(tmp / "results" / "round_1" / "picks", shards)
+    victim = sorted(shards.glob("*/demo_*.star"))[1]
+    victim.unlink()
+    result = run(["deepem", "gather", "--picks", *map(str, sorted(shards.iterdir())), "--preprocessed",
+                  *map(str, sorted((tmp / "results" / "preprocessed").iterdir())), "-o", str(tmp_path / "m.star")],
+                 check=False)
+    assert result.returncode == 2
+    assert f"no pick file for 1 micrographs, e.g. {victim.stem}" in result.stderr
+    assert not (tmp_path / "m.star").exists()
+
+
+def test_corrupt_model_is_a_clear_error(finished_run, tmp_path):
+    tmp, _ = finished_run
+    (tmp_path / "model.pt").write_bytes(b"\x00garbage" * 100)
+    result = run(["deepem", "pick", "--model", str(tmp_path / "model.pt"), "--preprocessed",
+                  str(sorted((tmp / "results" / "preprocessed").iterdir())[0]), "-o", str(tmp_path / "out")], check=False)
+    assert result.returncode == 2 and "model.pt: not a readable deepem model" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_provenance_records_versions_config_and_inputs(finished_run, tiny_dataset):
+    import json
+
+    tmp, _ = finished_run
+    record = json.loads((tmp / "results" / "provenance.json").read_text())
+    assert record["versions"]["deepem"] and record["versions"]["torch"] and record["versions"]["snakemake"]
+    assert record["config"]["seed"] == 0 and record["config"]["shards"] == 3
+    assert "snakemake" in record["command"]
+    assert str(tiny_dataset / "micrographs" / "demo_000.mrc") in record["inputs"]
+
+
+MEMORY_BOUND_MB = 2500
+
+
+def test_8k_micrograph_picks_within_memory_bound(tmp_path):
+    """An 8192 x 8192 micrograph is preprocessed and picked in tiles within MEMORY_BOUND_MB."""
+    rng = np.random.default_rng(0)
+    write_mrc(tmp_path / "big.mrc", rng.normal(size=(8192, 8192)).astype(np.float32), 1.0)
+    save(tmp_path / "model.pt", DeepEMNet(architecture(32, 1.5, "modern"), "modern").eval(),
+         {"threshold": 0.5, "particle_px": 32})
+    script = (
+        "import resource, sys; from deepem.cli import main; "
+        f"main(['preprocess', '{tmp_path / 'big.mrc'}', '--diameter', '100', '-o', '{tmp_path / 'pre'}']); "
+        f"main(['pick', '--model', '{tmp_path / 'model.pt'}', '--preprocessed', '{tmp_path / 'pre'}', "
+        f"'-o', '{tmp_path / 'picks'}']); "
+        "print('peak', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    peak = int(out.split("peak")[-1])
+    assert (tmp_path / "picks" / "big.star").exists()
+    assert peak < MEMORY_BOUND_MB, f"peak {peak} MB"
