@@ -123,3 +123,15 @@ def test_8k_micrograph_picks_within_memory_bound(tmp_path):
     peak = int(out.split("peak")[-1])
     assert (tmp_path / "picks" / "big.star").exists()
     assert peak < MEMORY_BOUND_MB, f"peak {peak} MB"
+
+
+def test_changed_input_reruns_exactly_the_affected_jobs(finished_run, tiny_dataset, tmp_path):
+    tmp, _ = finished_run
+    label = sorted((tiny_dataset / "labels").glob("*.star"))[0]
+    before = label.stat()
+    try:
+        os.utime(label, (before.st_atime, before.st_mtime + 100))
+        jobs = set(_jobs(snakemake(tmp / "config.yaml", "-n").stdout))
+    finally:
+        os.utime(label, (before.st_atime, before.st_mtime))
+    assert {"extract", "train", "pick", "gather"} <= jobs and "preprocess" not in jobs
