@@ -72,3 +72,18 @@ def test_bad_micrographs_give_one_line_errors(tmp_path):
             read_micrograph(tmp_path / name)
         text = str(err.value)
         assert name in text and message in text and "\n" not in text
+
+
+def test_streamed_star_reads_back(tmp_path):
+    from deepem.io.coords import MIC, star_writer
+
+    with star_writer(tmp_path / "s.star", [MIC, X, Y, SCORE]) as append:
+        for k in range(3):
+            table = picks_table([[k, 2 * k], [k + 0.5, 1.0]], [0.5, 0.25])
+            table.insert(0, MIC, f"/m/mic{k}.mrc")
+            append(table)
+        append(picks_table(np.zeros((0, 2)), []).assign(**{MIC: []}))
+    back = read_star_table(tmp_path / "s.star")
+    assert len(back) == 6 and list(back.columns) == [MIC, X, Y, SCORE]
+    assert back[MIC].tolist()[::2] == ["/m/mic0.mrc", "/m/mic1.mrc", "/m/mic2.mrc"]
+    np.testing.assert_allclose(back[X], [0, 0.5, 1, 1.5, 2, 2.5])

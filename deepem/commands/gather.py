@@ -1,6 +1,6 @@
 """Merge per-micrograph pick files into one RELION STAR, checking every micrograph is there.
 
-Reads NAME.star for every micrograph listed in the preprocessing manifests from the pick
+Streams NAME.star of every micrograph listed in the preprocessing manifests from the pick
 shard directories; refuses to write anything when one is missing or unreadable. Writes
 OUTPUT (rlnMicrographName, rlnCoordinateX, rlnCoordinateY, rlnAutopickFigureOfMerit) and,
 with --candidates, the merged candidate lists.
@@ -12,11 +12,9 @@ Example:
 
 from pathlib import Path
 
-import pandas as pd
-
 from deepem.errors import DeepEMError
 from deepem.io import manifest
-from deepem.io.coords import MIC, read_star_table, write_star
+from deepem.io.coords import MIC, SCORE, X, Y, read_star_table, star_writer
 
 
 def add_args(parser):
@@ -46,15 +44,16 @@ def locate(names, directories, filename):
 def main(args):
     table = manifest.read(args.preprocessed)
     files = locate(list(table.index), args.picks, "{name}.star")
-    parts = []
-    for name, path in files.items():
-        picks = read_star_table(path)
-        picks.insert(0, MIC, table.loc[name, "source"])
-        parts.append(picks)
-    merged = pd.concat(parts, ignore_index=True)
-    write_star(args.output, merged, float_format="%.3f")
+    total = 0
+    with star_writer(args.output, [MIC, X, Y, SCORE]) as append:
+        for name, path in files.items():
+            picks = read_star_table(path)
+            picks.insert(0, MIC, table.loc[name, "source"])
+            append(picks)
+            total += len(picks)
     if args.candidates:
-        cands = [read_star_table(Path(d) / "candidates.star") for d in args.picks]
-        write_star(args.candidates, pd.concat(cands, ignore_index=True), float_format="%.3f")
-    n, k = len(table), len(merged)
-    print(f"gathered {k} particles from {n} micrographs ({k / max(n, 1):.1f} per micrograph) -> {args.output}")
+        with star_writer(args.candidates, [MIC, X, Y, SCORE]) as append:
+            for d in args.picks:
+                append(read_star_table(Path(d) / "candidates.star"))
+    n = len(table)
+    print(f"gathered {total} particles from {n} micrographs ({total / max(n, 1):.1f} per micrograph) -> {args.output}")

@@ -7,6 +7,7 @@ RELION's ``rlnCoordinateX``/``rlnCoordinateY`` frame, with no y-flip. Formats th
 corners (EMAN ``.box``) or a flipped frame are converted on reading and writing.
 """
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,18 @@ def write_star(path, table, float_format="%.2f"):
         starfile.write(table, tmp, float_format=float_format, overwrite=True)
         text = Path(tmp).read_text()
         Path(tmp).write_text("".join(line for line in text.splitlines(True) if not line.startswith("# Created by")))
+
+
+@contextlib.contextmanager
+def star_writer(path, columns, float_format="%.3f"):
+    """Stream one STAR loop to ``path`` (atomically): yields ``append(table)`` for row chunks.
+
+    Memory stays at one chunk however many rows are written (gathering 10 million picks).
+    """
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        fh.write("\ndata_\n\nloop_\n" + "".join(f"_{c} #{i}\n" for i, c in enumerate(columns, 1)))
+        yield lambda table: table[columns].to_csv(fh, sep="\t", header=False, index=False, float_format=float_format)
+        fh.write("\n")
 
 
 def picks_table(xy, scores=None):
