@@ -1,7 +1,5 @@
 """Arguments and helpers shared by several subcommands."""
 
-from pathlib import Path
-
 import torch
 
 from deepem.errors import DeepEMError
@@ -32,10 +30,6 @@ def resolve_device(name):
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise DeepEMError(f"device '{name}' requested but CUDA is not available on this node; use device: cpu")
     return torch.device(name)
-
-
-def stem(path):
-    return Path(path).stem
 
 
 MAPS = {"faithful": (6, 12, 12), "modern": (12, 24, 24)}

@@ -12,14 +12,13 @@ Example:
 """
 
 import json
-from pathlib import Path
 
 import numpy as np
 
 from deepem.dataset import match_labels
 from deepem.io import manifest
 from deepem.io.atomic import write_text
-from deepem.io.coords import MIC, SCORE, X, Y, read_coordinates, read_star_table
+from deepem.io.coords import read_by_micrograph, read_coordinates
 from deepem.metrics import match, summarise
 
 
@@ -31,12 +30,6 @@ def add_args(parser):
     parser.add_argument("--preprocessed", nargs="+", required=True, help="preprocessing shard directories")
     parser.add_argument("--positives", nargs="*", default=[], help="training label files: the rest is 'held out'")
     parser.add_argument("-o", "--output", required=True, help="metrics JSON")
-
-
-def by_micrograph(path):
-    table = read_star_table(path)
-    names = table[MIC].map(lambda p: Path(p).stem) if len(table) else table[MIC]
-    return {n: (g[[X, Y]].to_numpy(float), g[SCORE].to_numpy(float)) for n, g in table.groupby(names)}
 
 
 def evaluate(picks, truth, radius, names):
@@ -52,8 +45,8 @@ def evaluate(picks, truth, radius, names):
 def main(args):
     table = manifest.read(args.preprocessed)
     radius = (0.5 * args.diameter / table["pixel_size"]).to_dict()
-    picks = by_micrograph(args.picks)
-    cands = by_micrograph(args.candidates) if args.candidates else picks
+    picks = read_by_micrograph(args.picks)
+    cands = read_by_micrograph(args.candidates) if args.candidates else picks
     files = match_labels(args.truth, list(table.index), "truth")
     truth = {n: np.concatenate([read_coordinates(f) for f in fs]) for n, fs in files.items()}
     labelled = set(match_labels(args.positives, list(table.index), "positive label"))

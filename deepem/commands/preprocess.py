@@ -9,6 +9,7 @@ Example:
 """
 
 import time
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -61,7 +62,7 @@ def main(args):
                 )
             check_geometry(path, image.shape, pixel_size, args.diameter, args.particle_px)
             work = preprocess(image, pixel_size, working, workers=args.threads)
-            name = common.stem(path)
+            name = Path(path).stem
             write_mrc(tmp / f"{name}.mrc", work, pixel_size * image.shape[1] / work.shape[1])
             rows.append([name, str(path), *image.shape, pixel_size, *work.shape, pixel_size * image.shape[1] / work.shape[1]])
         manifest.write(tmp, rows)

@@ -17,10 +17,9 @@ from collections import Counter
 import numpy as np
 import torch
 
-from deepem.commands.evaluate import by_micrograph
 from deepem.dataset import match_labels
 from deepem.io import manifest
-from deepem.io.coords import read_coordinates, write_star
+from deepem.io.coords import read_by_micrograph, read_coordinates, write_star
 from deepem.verification import VERDICT, verify
 
 
@@ -42,7 +41,7 @@ def main(args):
     }
     diameter_px = float(np.median(args.diameter / table["pixel_size"]))
     verified = verify(
-        by_micrograph(args.candidates), table, ckpt["threshold"], ckpt["particle_px"], diameter_px, corrections
+        read_by_micrograph(args.candidates), table, ckpt["threshold"], ckpt["particle_px"], diameter_px, corrections
     )
     write_star(args.output, verified, float_format="%.3f")
     counts = Counter(verified[VERDICT])

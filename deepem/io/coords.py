@@ -34,6 +34,13 @@ def read_star_table(path):
     raise DeepEMError(f"{path}: no loop with rlnCoordinateX and rlnCoordinateY")
 
 
+def read_by_micrograph(path):
+    """``{micrograph name: (xy (n, 2), scores (n,))}`` from a merged picks STAR (rlnMicrographName)."""
+    table = read_star_table(path)
+    names = table[MIC].map(lambda p: Path(p).stem) if len(table) else table[MIC]
+    return {n: (g[[X, Y]].to_numpy(float), g[SCORE].to_numpy(float)) for n, g in table.groupby(names)}
+
+
 def read_coordinates(path):
     """Return an ``(n, 2)`` float array of particle centres ``(x, y)`` from a coordinate file."""
     path = Path(path)
