@@ -79,7 +79,6 @@ def main(args):
         val = torch.cat([val, torch.from_numpy(hard_val)])
         extra = args.mine_epochs or max(3, len(history) // 3)
         print(f"hard negatives: {len(hard)} strong maxima far from every label; training {extra} more epochs")
-        net.train()
         net, history = train(
             arch, args.mode, x, y, val, args.seed + 1, device, epochs=extra,
             checkpoint=outdir / "checkpoint_hard.pt", start=(net, history),
