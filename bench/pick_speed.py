@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from deepem.commands.common import architecture
-from deepem.commands.pick import pick_one
+from deepem.picking import candidates
 from deepem.io.micrograph import read_micrograph
 from deepem.model import DeepEMNet
 from deepem.picking import pad_for_scoring
@@ -53,7 +53,7 @@ def main():
         t0 = time.perf_counter()
         image, _ = read_micrograph(path)
         work = preprocess(image, args.pixel_size, working, workers=1)
-        xy, score = pick_one(net, work, 0.5, 0.5 * particle_px, 0.5 * particle_px, 0.05, 768, "cpu")
+        xy, score = candidates(net, work, 0.5 * particle_px, 0.5 * particle_px, 0.05)
         times.append(time.perf_counter() - t0)
     fcn = min(times)
 

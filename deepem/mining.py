@@ -11,7 +11,7 @@ from scipy.spatial import cKDTree
 from deepem.io import manifest
 from deepem.io.micrograph import read_micrograph
 from deepem.patches import extract
-from deepem.picking import find_peaks, score_map
+from deepem.picking import candidates
 
 
 def hard_negatives(net, table, positives, particle_px, device, per_positive=1.0, floor=0.1):
@@ -24,11 +24,8 @@ def hard_negatives(net, table, positives, particle_px, device, per_positive=1.0,
     patches = []
     for name, pos in sorted(positives.items()):
         image, _ = read_micrograph(manifest.working_path(table.loc[name]))
-        xy, score = find_peaks(score_map(net, image, device=device), 0.5 * particle_px, floor=floor)
-        h, w = image.shape
-        edge = 0.5 * particle_px
+        xy, _ = candidates(net, image, 0.5 * particle_px, 0.5 * particle_px, floor, device=device)
         keep = (cKDTree(pos).query(xy)[0] >= 0.75 * particle_px) if len(xy) else np.zeros(0, bool)
-        keep &= (xy >= edge).all(1) & (xy[:, 0] <= w - 1 - edge) & (xy[:, 1] <= h - 1 - edge)
-        chosen = xy[keep][: int(np.ceil(per_positive * len(pos)))]  # find_peaks sorts by score
+        chosen = xy[keep][: int(np.ceil(per_positive * len(pos)))]  # strongest first
         patches.append(extract(image, chosen, box))
     return np.concatenate(patches) if patches else np.zeros((0, box, box), np.float32)

@@ -92,3 +92,14 @@ def find_peaks(scores, min_distance, floor=0.0):
     dy = _subcell_offset(padded[r, c + 1], padded[r + 1, c + 1], padded[r + 2, c + 1])
     xy = np.stack([(c + dx) * STRIDE, (r + dy) * STRIDE], axis=1)
     return xy, val[keep]
+
+
+def candidates(net, image, min_distance_px, edge_px, floor, tile=768, device="cpu"):
+    """Every local maximum >= ``floor`` of a working image's score map, at least ``edge_px`` inside it.
+
+    ``(xy, scores)`` in working pixels, strongest first (see :func:`find_peaks`).
+    """
+    xy, score = find_peaks(score_map(net, image, tile=tile, device=device), min_distance_px, floor=floor)
+    h, w = image.shape
+    inside = (xy >= edge_px).all(1) & (xy[:, 0] <= w - 1 - edge_px) & (xy[:, 1] <= h - 1 - edge_px)
+    return xy[inside], score[inside]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from deepem.commands.common import architecture
-from deepem.commands.pick import pick_one
+from deepem.picking import candidates
 from deepem.model import DeepEMNet
 
 
@@ -20,7 +20,7 @@ def test_memory_stays_flat_over_ten_passes():
     peaks = []
     for _ in range(10):
         for image in images:
-            pick_one(net, image, 0.5, 16, 16, 0.05, 768, "cpu")
+            candidates(net, image, 16, 16, 0.05)
         peaks.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     print("peak RSS per pass (MB):", [p // 1024 for p in peaks])
     assert peaks[-1] <= 1.05 * peaks[0]

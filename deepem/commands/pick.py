@@ -26,7 +26,7 @@ from deepem.io import manifest
 from deepem.io.atomic import atomic_directory
 from deepem.io.coords import MIC, picks_table, write_star
 from deepem.io.micrograph import read_micrograph
-from deepem.picking import find_peaks, score_map
+from deepem.picking import candidates
 
 
 def add_args(parser):
@@ -44,15 +44,6 @@ def add_args(parser):
     common.add_device_arg(parser)
 
 
-def pick_one(net, image, threshold, min_distance_px, edge_px, floor, tile, device):
-    """``(xy, scores)`` in working pixels of every candidate >= floor at least ``edge_px`` inside the image."""
-    scores = score_map(net, image, tile=tile, device=device)
-    xy, score = find_peaks(scores, min_distance_px, floor=min(floor, threshold))
-    h, w = image.shape
-    inside = (xy >= edge_px).all(1) & (xy[:, 0] <= w - 1 - edge_px) & (xy[:, 1] <= h - 1 - edge_px)
-    return xy[inside], score[inside]
-
-
 def main(args):
     common.set_threads(args.threads)
     device = common.resolve_device(args.device)
@@ -61,20 +52,20 @@ def main(args):
     min_distance = args.min_distance * ckpt["particle_px"]
     edge = args.edge * ckpt["particle_px"]
     table = manifest.read([args.preprocessed])
-    candidates, total = [], 0
+    found, total = [], 0
     start = time.time()
     with atomic_directory(args.outdir) as tmp:
         for name, row in tqdm(table.iterrows(), total=len(table), desc="pick", unit="mic", mininterval=5):
             image, _ = read_micrograph(manifest.working_path(row))
-            xy, score = pick_one(net, image, threshold, min_distance, edge, args.floor, args.tile, device)
+            xy, score = candidates(net, image, min_distance, edge, min(args.floor, threshold), args.tile, device)
             xy = xy * [row["scale_x"], row["scale_y"]]
             keep = score >= threshold
             write_star(tmp / f"{name}.star", picks_table(xy[keep], score[keep]), float_format="%.3f")
             cand = picks_table(xy, score)
             cand.insert(0, MIC, row["source"])
-            candidates.append(cand)
+            found.append(cand)
             total += int(keep.sum())
-        merged = pd.concat(candidates, ignore_index=True) if candidates else picks_table(np.zeros((0, 2)), [])
+        merged = pd.concat(found, ignore_index=True) if found else picks_table(np.zeros((0, 2)), [])
         write_star(tmp / "candidates.star", merged, float_format="%.3f")
     elapsed = time.time() - start
     print(
