@@ -4,13 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-slurm lint bench clean
 
 demo: $(VENV)/.installed
 	snakemake --cores all
 
 test: $(VENV)/.installed
 	python -m pytest -q
+
+# Starts a one-node SLURM cluster (tests/slurm/start.sh: root, Debian) and runs the workflow on it.
+test-slurm: $(VENV)/.installed
+	python -m pytest -q -s -m slurm tests/test_slurm.py
 
 lint: $(VENV)/.installed
 	snakemake --lint

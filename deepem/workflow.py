@@ -9,6 +9,7 @@ from pathlib import Path
 
 from deepem.dataset import expand, match_labels, micrograph_names
 from deepem.errors import DeepEMError
+from deepem.io.micrograph import pixel_count
 
 
 @dataclass
@@ -80,3 +81,22 @@ def resolve(config):
         simulated=simulated,
         shard_names=[names[k::shards] for k in range(shards)],
     )
+
+
+# Cluster requests per job, from measurements on 4096^2 and 8192^2 micrographs (README): a
+# preprocessing job peaks at about 0.3 GB + 10 bytes per pixel of its largest micrograph, and a
+# micrograph takes 1-2 s per step on one core. Requests leave a wide margin and grow with each
+# retry, so a job killed for memory or time is resubmitted with more.
+BASE_MB, BYTES_PER_PIXEL, DEFAULT_PIXELS = 1000, 32, 4096 * 4096
+BASE_MIN, MIN_PER_MICROGRAPH = 10, 0.1
+
+
+def preprocess_mem_mb(paths, attempt=1):
+    """MB to request for preprocessing ``paths``; unreadable files count as 4096^2 (the job reports them)."""
+    pixels = max((pixel_count(p) or DEFAULT_PIXELS for p in paths), default=DEFAULT_PIXELS)
+    return int(attempt * (BASE_MB + BYTES_PER_PIXEL * pixels / 1e6))
+
+
+def runtime_min(n_micrographs, attempt=1):
+    """Minutes to request for a job that processes ``n_micrographs`` one after another."""
+    return int(attempt * (BASE_MIN + MIN_PER_MICROGRAPH * n_micrographs))

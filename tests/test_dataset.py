@@ -33,3 +33,17 @@ def test_coordinates_outside_the_image_are_an_error():
     check_inside(np.array([[0.0, 0.0], [59.0, 49.0]]), (50, 60), "ok.star")
     with pytest.raises(DeepEMError, match="bad.star: 1 coordinates outside the 60 x 50 micrograph"):
         check_inside(np.array([[10.0, 10.0], [60.5, 3.0]]), (50, 60), "bad.star")
+
+
+def test_cluster_requests_grow_with_micrograph_size_shard_size_and_retries(tmp_path):
+    from deepem.io.micrograph import write_mrc
+    from deepem.workflow import preprocess_mem_mb, runtime_min
+
+    small, big, empty = tmp_path / "small.mrc", tmp_path / "big.mrc", tmp_path / "empty.mrc"
+    write_mrc(small, np.zeros((512, 512), np.float32), 1.0)
+    write_mrc(big, np.zeros((2048, 4096), np.float32), 1.0)
+    empty.touch()  # a placeholder (dry runs) or broken file: the job itself reports it
+    assert preprocess_mem_mb([small]) < preprocess_mem_mb([small, big]) == preprocess_mem_mb([big])
+    assert preprocess_mem_mb([big], attempt=2) == 2 * preprocess_mem_mb([big])
+    assert preprocess_mem_mb([empty]) > preprocess_mem_mb([small])
+    assert runtime_min(10) < runtime_min(1000) and runtime_min(10, attempt=3) == 3 * runtime_min(10)

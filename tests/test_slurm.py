@@ -2,7 +2,7 @@
 
 Runs only when selected with ``-m slurm``: the module fixture installs and starts SLURM with
 accounting (tests/slurm/start.sh; root on Debian) and skips the module, with the reason, when it
-cannot. CI:  bash tests/slurm/start.sh && python -m pytest -q -s -m slurm tests/test_slurm.py
+cannot. CI runs it with `make test-slurm` (python -m pytest -q -s -m slurm tests/test_slurm.py).
 """
 
 import os
@@ -18,7 +18,7 @@ from conftest import BIN, ROOT, write_config
 pytestmark = pytest.mark.slurm
 
 START = ROOT / "tests" / "slurm" / "start.sh"
-TIMEOUT = 900  # seconds for one Snakemake run, then SIGKILL
+TIMEOUT = 600  # seconds for one Snakemake run, then SIGKILL (a run takes about 2-3 min here)
 # one SLURM job per shard of these rules, and one of these; every other rule is a localrule
 SCATTERED, SINGLE = ("preprocess", "pick"), ("extract", "train")
 SHARDS = 3
@@ -103,7 +103,7 @@ def _cleanup(config, home):
 
 def _assert_same_picks(results, reference):
     assert _pick_files(results) == _pick_files(reference), "per-micrograph pick files differ from the local run"
-    assert len(_pick_files(results)) == 4
+    assert sum(p.name != "candidates.star" for p in _pick_files(results)) == 4, "expected one pick file per micrograph"
     assert (results / "picks.star").read_bytes() == (reference / "picks.star").read_bytes()
 
 
@@ -134,7 +134,7 @@ def test_workflow_runs_on_slurm_and_matches_the_local_run(cluster, profile_home,
     _assert_same_picks(tmp_path / "results", reference / "results")
 
 
-def test_cancelled_pick_job_is_retried_and_results_match(cluster, profile_home, finished_run, tiny_dataset, tmp_path):
+def test_cancelled_pick_job_is_retried_within_the_run_and_results_match(cluster, profile_home, finished_run, tiny_dataset, tmp_path):
     reference, _ = finished_run
     config = write_config(tmp_path, tiny_dataset, shards=SHARDS, rounds=1)
     proc = subprocess.Popen(_command(config), cwd=ROOT, env=_env(profile_home), text=True,
@@ -157,13 +157,13 @@ def test_cancelled_pick_job_is_retried_and_results_match(cluster, profile_home, 
             proc.wait()
     assert cancelled is not None, "no pick job was caught running"
     print(f"snakemake after scancel: rc {proc.returncode}")
-    runs = _run_ids(output)
-    if proc.returncode != 0:  # not retried within the run: clean up and resume with the same command
+    if proc.returncode != 0:
         print(output[-3000:])
         _cleanup(config, profile_home)
-        rerun = _run(config, profile_home)
-        _check(rerun, config, profile_home)
-        runs += _run_ids(rerun.stderr + rerun.stdout)
+    # the profile polls with squeue, so the cancelled job fails and is resubmitted within the run
+    # (with sacct's "CANCELLED by <uid>", plugin 2.8.0 would wait for it forever)
+    assert proc.returncode == 0, "the cancelled job was not retried within the run"
+    runs = _run_ids(output)
 
     jobs = _sacct(runs)
     states = {jobid: state for jobid, *_, state, _ in jobs}

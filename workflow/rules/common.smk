@@ -4,7 +4,7 @@ import sys
 import deepem
 from deepem.errors import DeepEMError
 from deepem.dataset import expand as expand_files
-from deepem.workflow import resolve
+from deepem.workflow import preprocess_mem_mb, resolve, runtime_min
 
 
 try:
@@ -30,6 +30,16 @@ wildcard_constraints:
 
 def shard_micrographs(wildcards):
     return [DATASET.micrographs[n] for n in DATASET.shard(wildcards.scatteritem)]
+
+
+def shard_mem_mb(wildcards, input, attempt):
+    """Memory grows with the size of the shard's largest micrograph, and with each retry."""
+    return preprocess_mem_mb(input, attempt)
+
+
+def shard_runtime(wildcards, attempt):
+    """Time grows with the number of micrographs in the shard, and with each retry."""
+    return runtime_min(len(DATASET.shard(wildcards.scatteritem)), attempt)
 
 
 def preprocessed_shards(wildcards=None):

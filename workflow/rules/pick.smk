@@ -11,7 +11,7 @@ rule pick:
     threads: config["threads"]
     resources:
         mem_mb=4000,
-        runtime=240,
+        runtime=shard_runtime,
         gpu=device_resources(),
     params:
         threshold=config["threshold"],

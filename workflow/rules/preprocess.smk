@@ -9,8 +9,8 @@ rule preprocess:
         f"{BENCH}/preprocess/{{scatteritem}}.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
+        mem_mb=shard_mem_mb,
+        runtime=shard_runtime,
     params:
         pixel_size=pixel_size_option(),
         diameter=config["particle_diameter"],
