@@ -12,6 +12,7 @@ from deepem.io import manifest
 from deepem.io.micrograph import read_micrograph
 from deepem.patches import extract
 from deepem.picking import candidates
+from deepem.progress import progress
 
 
 def hard_negatives(net, table, positives, particle_px, device, per_positive=1.0, floor=0.1):
@@ -22,7 +23,7 @@ def hard_negatives(net, table, positives, particle_px, device, per_positive=1.0,
     """
     box = net.arch.box
     patches = []
-    for name, pos in sorted(positives.items()):
+    for name, pos in progress(sorted(positives.items()), "mine hard negatives"):
         image, _ = read_micrograph(manifest.working_path(table.loc[name]))
         xy, _ = candidates(net, image, 0.5 * particle_px, 0.5 * particle_px, floor, device=device)
         keep = (cKDTree(pos).query(xy)[0] >= 0.75 * particle_px) if len(xy) else np.zeros(0, bool)

@@ -1,9 +1,10 @@
-"""Pictures people would rather look at than read: training curves."""
+"""Pictures people would rather look at than read: training curves, metrics by round, score histograms."""
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
 from deepem.io.atomic import atomic_path  # noqa: E402
 
@@ -39,6 +40,28 @@ def metrics_by_round(table, columns, path):
         ax.set_xticks(sorted(part["round"].unique()))
         ax.set_ylim(0, 1.02)
     axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def score_histogram(scores, threshold, path, title):
+    """Scores of candidates, those at or above ``threshold`` (the picks) in another colour."""
+    bins = np.linspace(0, 1, 51)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if threshold is None:
+        ax.hist(scores, bins=bins, color="tab:blue")
+    else:
+        picked = scores >= threshold
+        ax.hist([scores[~picked], scores[picked]], bins=bins, stacked=True, color=["red", "tab:green"],
+                label=[f"rejected ({int((~picked).sum())})", f"picked ({int(picked.sum())})"])
+        ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("score")
+    ax.set_ylabel("candidates")
+    ax.set_yscale("log")
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")

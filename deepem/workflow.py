@@ -28,6 +28,12 @@ class Dataset:
         k = int(str(item).split("-of-")[0])
         return self.shard_names[k - 1]
 
+    def gallery(self, count):
+        """``count`` micrograph names spread evenly over the sorted names: the report's examples."""
+        names = sorted(self.micrographs)
+        count = min(count, len(names))
+        return [names[i * len(names) // count] for i in range(count)]
+
 
 def _demo_dataset(config):
     """The demo's file lists, known before ``deepem simulate`` has written them."""

@@ -219,3 +219,13 @@ def test_one_more_round_reruns_only_that_round(two_rounds):
     assert wildcard_rounds == {"2", "3"}  # round 2 only for its verification, new with round 3
     assert "preprocess" not in jobs
     assert jobs.count("train") == 1 and jobs.count("verify") == 1
+
+
+def test_rule_logs_have_whole_progress_lines_with_the_rate(finished_run):
+    tmp, _ = finished_run
+    logs = tmp / "results" / "logs"
+    for log in [*sorted((logs / "preprocess").glob("*.log")), *sorted((logs / "round_1" / "pick").glob("*.log"))]:
+        text = log.read_text()
+        assert "\r" not in text, log
+        final = [line for line in text.splitlines() if "100%" in line]
+        assert len(final) == 1 and "mic/s" in final[0], (log, text)

@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from deepem.commands import common
 from deepem.dataset import load_labels
@@ -24,6 +23,7 @@ from deepem.io.atomic import atomic_path
 from deepem.io.coords import MIC, X, Y, read_star_table
 from deepem.io.micrograph import read_micrograph
 from deepem.patches import extract, sample_background
+from deepem.progress import progress
 from deepem.verification import NEGATIVE, POSITIVE, VERDICT
 
 
@@ -81,7 +81,7 @@ def main(args):
     box = common.architecture(args.particle_px, args.box_scale, "modern").box
     rng = np.random.default_rng(args.seed)
     xs, ys, kinds = [], [], []
-    for name in tqdm(sorted(positives), desc="extract", unit="mic", mininterval=5):
+    for name in progress(sorted(positives), "extract"):
         image, _ = read_micrograph(manifest.working_path(table.loc[name]))
         pos = positives[name]
         neg = negatives.get(name, np.zeros((0, 2)))

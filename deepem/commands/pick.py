@@ -17,7 +17,6 @@ import time
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from deepem import model
 from deepem.commands import common
@@ -27,6 +26,7 @@ from deepem.io.atomic import atomic_directory
 from deepem.io.coords import MIC, picks_table, write_star
 from deepem.io.micrograph import read_micrograph
 from deepem.picking import candidates
+from deepem.progress import progress
 
 
 def add_args(parser):
@@ -55,7 +55,7 @@ def main(args):
     found, total = [], 0
     start = time.time()
     with atomic_directory(args.outdir) as tmp:
-        for name, row in tqdm(table.iterrows(), total=len(table), desc="pick", unit="mic", mininterval=5):
+        for name, row in progress(table.iterrows(), "pick", total=len(table)):
             image, _ = read_micrograph(manifest.working_path(row))
             xy, score = candidates(net, image, min_distance, edge, min(args.floor, threshold), args.tile, device)
             xy = xy * [row["scale_x"], row["scale_y"]]

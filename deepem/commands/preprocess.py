@@ -11,14 +11,13 @@ Example:
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 from deepem.commands import common
 from deepem.errors import DeepEMError
 from deepem.io import manifest
 from deepem.io.atomic import atomic_directory
 from deepem.io.micrograph import read_micrograph, write_mrc
 from deepem.preprocess import preprocess
+from deepem.progress import progress
 
 
 def add_args(parser):
@@ -50,7 +49,7 @@ def main(args):
     rows = []
     start = time.time()
     with atomic_directory(args.outdir) as tmp:
-        for path in tqdm(args.micrographs, desc="preprocess", unit="mic", mininterval=5):
+        for path in progress(args.micrographs, "preprocess"):
             image, header_px = read_micrograph(path)
             pixel_size = args.pixel_size or header_px
             if not pixel_size:

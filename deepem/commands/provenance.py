@@ -4,7 +4,8 @@ Checksums are fast fingerprints: size, mtime and a SHA-256 of the first 64 KiB p
 samples at eight evenly spaced offsets, so 20,000 micrographs take seconds.
 
 Example:
-    deepem provenance --config-json '{"seed": 0}' --inputs mics/*.mrc -o results/provenance.json
+    deepem provenance --config-json '{"seed": 0}' --inputs mics/*.mrc -o results/provenance.json \\
+        --html results/provenance.html
 """
 
 import hashlib
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 
 from deepem.io.atomic import write_text
+from deepem.pages import provenance_page
 from deepem.provenance import versions
 
 
@@ -26,6 +28,7 @@ def add_args(parser):
     parser.add_argument("--inputs", nargs="*", default=[], help="input files to fingerprint")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("-o", "--output", required=True)
+    parser.add_argument("--html", help="the record as an HTML page (for the report), less the input fingerprints")
 
 
 def fingerprint(path, head=1 << 16, sample=1 << 14, samples=8):
@@ -73,4 +76,6 @@ def main(args):
         "inputs": {str(Path(p).resolve()): fingerprint(p) for p in args.inputs},
     }
     write_text(args.output, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    if args.html:
+        write_text(args.html, provenance_page(record))
     print(f"provenance of {len(args.inputs)} inputs -> {args.output}")

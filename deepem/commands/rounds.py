@@ -1,7 +1,8 @@
 """Tabulate and plot precision, recall, F1 and AP against the training round.
 
 Example:
-    deepem rounds results/round_*/metrics.json -o results/rounds.tsv --plot results/rounds.png
+    deepem rounds results/round_*/metrics.json -o results/rounds.tsv --plot results/rounds.png \\
+        --html results/rounds.html
 """
 
 import json
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from deepem.io.atomic import atomic_path
+from deepem.io.atomic import atomic_path, write_text
+from deepem.pages import metrics_page
 from deepem.plots import metrics_by_round
 
 COLUMNS = ["precision", "recall", "f1", "average_precision", "best_f1"]
@@ -20,6 +22,7 @@ def add_args(parser):
     parser.add_argument("metrics", nargs="+", help="round_<n>/metrics.json files")
     parser.add_argument("-o", "--output", required=True, help="TSV table")
     parser.add_argument("--plot", help="PNG plot")
+    parser.add_argument("--html", help="the table as an HTML page (for the report)")
 
 
 def main(args):
@@ -35,4 +38,6 @@ def main(args):
         table.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
     if args.plot:
         metrics_by_round(table, COLUMNS, args.plot)
+    if args.html:
+        write_text(args.html, metrics_page(table))
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

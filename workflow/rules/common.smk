@@ -98,8 +98,24 @@ def all_inputs():
     return list(DATASET.micrographs.values()) + DATASET.positives + DATASET.negatives
 
 
+GALLERY = DATASET.gallery(config["gallery"])
+
+
+def gallery_micrographs():
+    return [DATASET.micrographs[name] for name in GALLERY]
+
+
+def gallery_pngs(round="{round}"):
+    return [f"{RESULTS}/round_{round}/gallery/{name}.png" for name in GALLERY]
+
+
+def round_figures():
+    """Per round: the score histogram and the pick overlays of the gallery micrographs."""
+    return [f for r in range(1, config["rounds"] + 1) for f in [f"{RESULTS}/round_{r}/scores.png", *gallery_pngs(r)]]
+
+
 def final_targets():
-    targets = [f"{RESULTS}/picks.star", f"{RESULTS}/provenance.json"]
+    targets = [f"{RESULTS}/picks.star", f"{RESULTS}/provenance.json", f"{RESULTS}/provenance.html", *round_figures()]
     if DATASET.truth:
-        targets += [f"{RESULTS}/rounds.tsv", f"{RESULTS}/rounds.png"]
+        targets += [f"{RESULTS}/rounds.tsv", f"{RESULTS}/rounds.png", f"{RESULTS}/rounds.html"]
     return targets

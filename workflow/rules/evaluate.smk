@@ -26,7 +26,8 @@ rule rounds_summary:
         round_metrics(),
     output:
         table=f"{RESULTS}/rounds.tsv",
-        plot=f"{RESULTS}/rounds.png",
+        plot=report(f"{RESULTS}/rounds.png", caption="../report/rounds.rst", category="Metrics"),
+        html=report(f"{RESULTS}/rounds.html", caption="../report/rounds.rst", category="Metrics"),
     log:
         f"{LOGS}/rounds_summary.log",
     localrule: True
@@ -35,4 +36,4 @@ rule rounds_summary:
     conda:
         ENV
     shell:
-        "deepem rounds {input} -o {output.table} --plot {output.plot} 2>&1 | tee {log}"
+        "deepem rounds {input} -o {output.table} --plot {output.plot} --html {output.html} 2>&1 | tee {log}"

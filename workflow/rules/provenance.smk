@@ -2,7 +2,8 @@ rule provenance:
     input:
         all_inputs(),
     output:
-        f"{RESULTS}/provenance.json",
+        json=report(f"{RESULTS}/provenance.json", caption="../report/provenance.rst", category="Run"),
+        html=report(f"{RESULTS}/provenance.html", caption="../report/provenance.rst", category="Run"),
     log:
         f"{LOGS}/provenance.log",
     localrule: True
@@ -14,4 +15,4 @@ rule provenance:
         ENV
     shell:
         "deepem provenance --config-json {params.config:q} --inputs {input} --device {params.device} "
-        "-o {output} > {log} 2>&1"
+        "-o {output.json} --html {output.html} > {log} 2>&1"

@@ -6,7 +6,12 @@ rule train:
     output:
         model=f"{RESULTS}/round_{{round}}/model/model.pt",
         curve=f"{RESULTS}/round_{{round}}/model/training.tsv",
-        plot=f"{RESULTS}/round_{{round}}/model/training.png",
+        plot=report(
+            f"{RESULTS}/round_{{round}}/model/training.png",
+            caption="../report/training.rst",
+            category="Training",
+            labels={"round": "{round}"},
+        ),
     log:
         f"{LOGS}/round_{{round}}/train.log",
     benchmark:
