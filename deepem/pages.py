@@ -32,5 +32,5 @@ def provenance_page(record):
         "Provenance",
         "<h3>Versions</h3>" + pd.Series(record["versions"], name="version").to_frame().to_html()
         + "<h3>Run</h3>" + pd.Series(run, name="").to_frame().to_html(header=False)
-        + "<h3>Config</h3><pre>" + html.escape(json.dumps(record["config"], indent=1, sort_keys=True)) + "</pre>",
+        + "<h3>Config</h3><pre>" + html.escape(json.dumps(record["config"], indent=1, sort_keys=True), quote=False) + "</pre>",
     )
