@@ -24,6 +24,7 @@ from deepem.io import manifest
 from deepem.io.coords import MIC, SCORE, X, Y
 from deepem.io.micrograph import read_micrograph
 from deepem.patches import local_statistics
+from deepem.progress import progress
 
 VERDICT = "deepemVerdict"
 POSITIVE = ("confident", "confirmed", "added_by_user")
@@ -83,7 +84,7 @@ def verify(candidates, table, threshold, particle_px, diameter_px, corrections=N
     """
     corrections = corrections or {}
     parts = []
-    for name, row in table.iterrows():
+    for name, row in progress(table.iterrows(), "verify", total=len(table)):
         xy, score = candidates.get(name, (np.zeros((0, 2)), np.zeros(0)))
         if name in corrections:
             xy, score, verdict = _corrected(xy, score, threshold, corrections[name], 0.5 * diameter_px)

@@ -65,7 +65,7 @@ def test_changed_parameter_reruns_exactly_the_affected_jobs(finished_run):
     dry = snakemake(tmp / "config.yaml", "-n", "--config", "min_distance=0.6")
     jobs = sorted(set(_jobs(dry.stdout)))
     assert jobs == [
-        "all", "evaluate", "final_picks", "gather", "gallery", "pick", "provenance", "rounds_summary", "score_histogram"
+        "all", "evaluate", "final_picks", "gallery", "gather", "pick", "provenance", "rounds_summary", "score_histogram"
     ]
     dry = snakemake(tmp / "config.yaml", "-n", "--config", "background_ratio=3")
     assert {"extract", "train", "pick"} <= set(_jobs(dry.stdout)) and "preprocess" not in _jobs(dry.stdout)
