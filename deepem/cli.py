@@ -11,7 +11,7 @@ import sys
 from deepem import __version__
 from deepem.errors import DeepEMError
 
-COMMANDS = ["simulate", "preprocess", "extract", "train", "pick", "gather", "verify", "evaluate", "rounds", "provenance"]
+COMMANDS = ["simulate", "preprocess", "extract", "train", "pick", "gather", "verify", "evaluate", "rounds", "provenance", "convert"]
 
 
 def build_parser():

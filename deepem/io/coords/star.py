@@ -1,11 +1,4 @@
-"""Coordinate files.
-
-**The coordinate convention, once.** Everywhere in deepem a coordinate is the *centre* of a
-particle in pixels of the micrograph it names: ``x`` is the column index and ``y`` the row
-index of the array as stored (MRC row 0 / the top row of an image), starting at 0. That is
-RELION's ``rlnCoordinateX``/``rlnCoordinateY`` frame, with no y-flip. Formats that store
-corners (EMAN ``.box``) or a flipped frame are converted on reading and writing.
-"""
+"""STAR files: read the coordinate loop, write one loop atomically or streamed."""
 
 import contextlib
 from pathlib import Path
@@ -16,22 +9,30 @@ import starfile
 
 from deepem.errors import DeepEMError
 from deepem.io.atomic import atomic_path
+from deepem.io.coords.columns import MIC, SCORE, X, Y
 
-X, Y, SCORE, MIC = "rlnCoordinateX", "rlnCoordinateY", "rlnAutopickFigureOfMerit", "rlnMicrographName"
+
+def read_blocks(path):
+    """``{block name: DataFrame or dict}`` of a STAR file; a one-line error when it is not one."""
+    try:
+        return starfile.read(path, always_dict=True)
+    except Exception as exc:  # starfile raises many types on malformed input
+        raise DeepEMError(f"{path}: not a readable STAR file ({exc})") from None
+
+
+def coordinate_loop(blocks, path):
+    """The loop with rlnCoordinateX and rlnCoordinateY (empty when the file has only empty loops)."""
+    for block in blocks.values():
+        if isinstance(block, pd.DataFrame) and X in block.columns and Y in block.columns:
+            return block
+    if any(isinstance(b, pd.DataFrame) and b.empty for b in blocks.values()) or not blocks:
+        return pd.DataFrame({X: [], Y: []})
+    raise DeepEMError(f"{path}: no loop with rlnCoordinateX and rlnCoordinateY")
 
 
 def read_star_table(path):
     """Read the particle/coordinate loop of a STAR file (RELION 3.0 plain or 3.1+ with optics)."""
-    try:
-        data = starfile.read(path, always_dict=True)
-    except Exception as exc:  # starfile raises many types on malformed input
-        raise DeepEMError(f"{path}: not a readable STAR file ({exc})") from None
-    for block in data.values():
-        if isinstance(block, pd.DataFrame) and X in block.columns and Y in block.columns:
-            return block
-    if any(isinstance(b, pd.DataFrame) and b.empty for b in data.values()) or not data:
-        return pd.DataFrame({X: [], Y: []})
-    raise DeepEMError(f"{path}: no loop with rlnCoordinateX and rlnCoordinateY")
+    return coordinate_loop(read_blocks(path), path)
 
 
 def read_by_micrograph(path):
@@ -39,25 +40,6 @@ def read_by_micrograph(path):
     table = read_star_table(path)
     names = table[MIC].map(lambda p: Path(p).stem) if len(table) else table[MIC]
     return {n: (g[[X, Y]].to_numpy(float), g[SCORE].to_numpy(float)) for n, g in table.groupby(names)}
-
-
-def read_coordinates(path):
-    """Return an ``(n, 2)`` float array of particle centres ``(x, y)`` from a coordinate file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DeepEMError(f"{path}: coordinate file not found")
-    suffix = path.suffix.lower()
-    if suffix == ".star":
-        table = read_star_table(path)
-        xy = table[[X, Y]].to_numpy(dtype=float)
-    elif suffix == ".box":
-        rows = np.loadtxt(path, ndmin=2)
-        xy = rows[:, :2] + rows[:, 2:4] / 2.0 if rows.size else np.zeros((0, 2))
-    else:
-        raise DeepEMError(f"{path}: unknown coordinate format '{suffix}'; use RELION .star or EMAN .box")
-    if not np.isfinite(xy).all():
-        raise DeepEMError(f"{path}: non-numeric or infinite coordinates")
-    return xy.reshape(-1, 2)
 
 
 def write_star(path, table, float_format="%.2f"):
@@ -68,15 +50,24 @@ def write_star(path, table, float_format="%.2f"):
         Path(tmp).write_text("".join(line for line in text.splitlines(True) if not line.startswith("# Created by")))
 
 
+def loop_header(columns, block=""):
+    return f"\ndata_{block}\n\nloop_\n" + "".join(f"_{c} #{i}\n" for i, c in enumerate(columns, 1))
+
+
+def write_rows(fh, table, float_format="%.3f"):
+    """Append a table's rows to an open STAR loop or text file, tab-separated."""
+    table.to_csv(fh, sep="\t", header=False, index=False, float_format=float_format)
+
+
 @contextlib.contextmanager
-def star_writer(path, columns, float_format="%.3f"):
+def star_writer(path, columns, float_format="%.3f", block=""):
     """Stream one STAR loop to ``path`` (atomically): yields ``append(table)`` for row chunks.
 
     Memory stays at one chunk however many rows are written (gathering 10 million picks).
     """
     with atomic_path(path) as tmp, open(tmp, "w") as fh:
-        fh.write("\ndata_\n\nloop_\n" + "".join(f"_{c} #{i}\n" for i, c in enumerate(columns, 1)))
-        yield lambda table: table[columns].to_csv(fh, sep="\t", header=False, index=False, float_format=float_format)
+        fh.write(loop_header(columns, block))
+        yield lambda table: write_rows(fh, table[columns], float_format)
         fh.write("\n")
 
 
