@@ -10,6 +10,7 @@ and ``mic_10`` are told apart.
 """
 
 import glob
+import os
 from pathlib import Path, PurePath
 
 import numpy as np
@@ -38,7 +39,7 @@ def expand(pattern_or_list, what):
             files.append(item)
         else:
             raise DeepEMError(f"{item}: {what} file not found; check the path in the config")
-    return [str(Path(f).resolve()) for f in files]
+    return [os.path.abspath(f) for f in files]  # absolute, symlinks kept: the paths RELION and the user know
 
 
 def micrograph_names(paths):

@@ -7,7 +7,7 @@ OUTPUT --to:
   relion      one merged STAR: rlnMicrographName, rlnCoordinateX/Y[, rlnAutopickFigureOfMerit]
   relion-dir  OUTPUT/coordinates/NAME_autopick.star and OUTPUT/autopick.star (RELION 4/5 Extract)
   cryosparc   a STAR for cryoSPARC's Import Particle Stack
-  box         OUTPUT/NAME.box, EMAN2 lower-left corners (--box-size)
+  box         OUTPUT/NAME.box, EMAN2 lower-left corners (--box-size, or 1.5 --particle-diameter)
   topaz       Topaz text: image_name x_coord y_coord[ score]
   csv         micrograph,x,y[,score]
 

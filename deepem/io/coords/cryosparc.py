@@ -15,4 +15,4 @@ from deepem.io.coords.star import star_writer
 @contextlib.contextmanager
 def writer(path, options):
     with star_writer(path, [MIC, X, Y]) as append:
-        yield lambda name, source, table: append(table.assign(**{MIC: PurePath(source).name}))
+        yield lambda name, source, table: append(table, **{MIC: PurePath(source).name})

@@ -11,6 +11,7 @@ import pandas as pd
 from deepem.errors import DeepEMError
 from deepem.io.atomic import atomic_path
 from deepem.io.coords.columns import MIC, SCORE, X, Y
+from deepem.io.coords.star import write_rows
 
 ALIASES = {
     "x": X, "x_coord": X, "y": Y, "y_coord": Y, "score": SCORE,
@@ -41,7 +42,6 @@ def writer(path, options):
         fh.write(",".join(columns) + "\n")
 
         def add(name, source, table):
-            out = table.assign(**{MIC: source})[[MIC, X, Y] + ([SCORE] if options.scored else [])]
-            out.to_csv(fh, header=False, index=False, float_format="%.3f")
+            write_rows(fh, [source] + [table[c] for c in ([X, Y, SCORE] if options.scored else [X, Y])], sep=",")
 
         yield add

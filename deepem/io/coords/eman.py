@@ -14,6 +14,7 @@ import pandas as pd
 from deepem.errors import DeepEMError
 from deepem.io.atomic import atomic_directory
 from deepem.io.coords.columns import SCORE, X, Y
+from deepem.io.coords.star import write_rows
 
 
 def read(path):
@@ -38,8 +39,7 @@ def writer(directory, options):
     with atomic_directory(directory) as tmp:
 
         def add(name, source, table):
-            corners = table[[X, Y]].to_numpy(float) - half
-            rows = np.column_stack([corners, np.full((len(corners), 2), size)])
-            np.savetxt(tmp / f"{name}.box", rows, fmt=["%.3f", "%.3f", "%d", "%d"], delimiter="\t")
+            with open(tmp / f"{name}.box", "w") as fh:
+                write_rows(fh, [table[X].to_numpy(float) - half, table[Y].to_numpy(float) - half, str(size), str(size)])
 
         yield add

@@ -62,7 +62,7 @@ def _coordinate_columns(options):
 def merged_writer(path, options):
     """One STAR with every micrograph's picks, rlnMicrographName first."""
     with star_writer(path, [MIC] + _coordinate_columns(options)) as append:
-        yield lambda name, source, table: append(table.assign(**{MIC: source}))
+        yield lambda name, source, table: append(table, **{MIC: source})
 
 
 def project_path(path, project):
@@ -89,8 +89,8 @@ def directory_writer(directory, options):
             filename = f"{name}_autopick.star"
             with open(tmp / filename, "w") as fh:
                 fh.write(loop_header(columns))
-                write_rows(fh, table[columns])
+                write_rows(fh, [table[c] for c in columns])
             coordinates = project_path(directory / COORDINATES / filename, project)
-            append(pd.DataFrame({MIC: [project_path(source, project)], COORDINATE_FILE: [coordinates]}))
+            append(None, **{MIC: project_path(source, project), COORDINATE_FILE: coordinates})
 
         yield add

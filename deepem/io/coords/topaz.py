@@ -33,4 +33,4 @@ def writer(path, options):
     columns = ["image_name", "x_coord", "y_coord"] + (["score"] if options.scored else [])
     with atomic_path(path) as tmp, open(tmp, "w") as fh:
         fh.write("\t".join(columns) + "\n")
-        yield lambda name, source, table: write_rows(fh, table.assign(**{MIC: name})[[COLUMNS[c] for c in columns]])
+        yield lambda name, source, table: write_rows(fh, [name] + [table[COLUMNS[c]] for c in columns[1:]])
