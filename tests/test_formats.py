@@ -10,6 +10,7 @@ import pytest
 import starfile
 
 from conftest import run
+from deepem.cli import main
 from deepem.dataset import load_labels, route_labels
 from deepem.errors import DeepEMError
 from deepem.io.coords import MIC, SCORE, X, Y, read_picks
@@ -154,6 +155,16 @@ def _sources(name):
     return f"/project/MotionCorr/job002/Movies/{name}.mrc"
 
 
+def read_back(fmt, out):
+    """``{name: picks table}`` of what a writer of ``fmt`` wrote to ``out``."""
+    if fmt == "relion-dir":
+        index = starfile.read(out / "autopick.star")
+        return {Path(m).stem: read_picks(f) for m, f in zip(index[MIC], index["rlnMicrographCoordinates"])}
+    if fmt == "box":
+        return {p.stem: read_picks(p) for p in out.glob("*.box")}
+    return by_micrograph(out)
+
+
 @pytest.mark.parametrize("fmt", sorted(WRITERS))
 def test_every_writer_round_trips_centres_and_scores(fmt, tmp_path):
     picks = _reference_picks()
@@ -161,14 +172,9 @@ def test_every_writer_round_trips_centres_and_scores(fmt, tmp_path):
     with open_writers({fmt: out}, WriteOptions(box_size=64)) as add:
         for name, table in picks.items():
             add(name, _sources(name), table)
+    back = read_back(fmt, out)
     if fmt == "relion-dir":
-        index = starfile.read(out / "autopick.star")
-        assert index[MIC].tolist() == [_sources(n) for n in picks]
-        back = {n: read_picks(f) for n, f in zip(picks, index["rlnMicrographCoordinates"])}
-    elif fmt == "box":
-        back = {n: read_picks(out / f"{n}.box") for n in picks}
-    else:
-        back = by_micrograph(out)
+        assert starfile.read(out / "autopick.star")[MIC].tolist() == [_sources(n) for n in picks]
     for name, table in picks.items():
         np.testing.assert_allclose(xy(back[name]), xy(table), atol=0.01)
         if SCORE in back[name].columns:
@@ -197,14 +203,29 @@ def test_writers_match_the_hand_written_references(tmp_path):
         np.testing.assert_allclose(a.iloc[:, 1:3].to_numpy(float), b.iloc[:, 1:3].to_numpy(float), atol=0.01)
 
 
-@pytest.fixture
-def relion_project(tmp_path):
+@pytest.fixture(scope="module")
+def relion_project(tmp_path_factory):
     """A RELION project with the two reference micrographs (1000 x 800 px, 1 A/px)."""
-    movies = tmp_path / "project" / "MotionCorr" / "job002" / "Movies"
+    project = tmp_path_factory.mktemp("project")
+    movies = project / "MotionCorr" / "job002" / "Movies"
     movies.mkdir(parents=True)
     for name in ("mic_a", "mic_b"):
         write_mrc(movies / f"{name}.mrc", np.zeros((HEIGHT, WIDTH), np.float32), 1.0)
-    return tmp_path / "project"
+    return project
+
+
+@pytest.mark.parametrize("to", sorted(WRITERS))
+@pytest.mark.parametrize("source", ["mic_a_manualpick.star", "particles.star", "particles_bin2.star", "mic_a.box",
+                                    "mic_a.cbox", "topaz_picks.txt", "picks.csv"])
+def test_convert_reads_every_format_and_writes_every_format(source, to, relion_project, tmp_path):
+    out = tmp_path / "out"
+    main(["convert", str(DATA / source), "--micrographs", str(relion_project / "MotionCorr/job002/Movies/*.mrc"),
+          "--to", to, "--box-size", "64", "-o", str(out)])
+    back = read_back(to, out)
+    reference = by_micrograph(DATA / "particles.star")
+    assert sorted(back) == sorted(by_micrograph(DATA / source))
+    for name in back:
+        np.testing.assert_allclose(xy(back[name]), xy(reference[name]), atol=0.01)
 
 
 def test_convert_topaz_picks_to_relion_extract_input(relion_project):

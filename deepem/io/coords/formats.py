@@ -58,19 +58,20 @@ def read_coordinates(path):
     return read_picks(path)[[X, Y]].to_numpy(float).reshape(-1, 2)
 
 
-def micrograph_centres(table, source, pixel_size=None, height=None, flip_y=False):
-    """``(n, 2)`` centres in the frame of a micrograph of ``pixel_size`` Å/px and ``height`` rows.
+def micrograph_centres(table, path, pixel_size=None, height=None, flip_y=False):
+    """``(n, 2)`` centres, from the picks table of file ``path``, in the frame of a micrograph of
+    ``pixel_size`` Å/px and ``height`` rows.
 
     Coordinates that state the pixel size they were picked at (RELION's rlnMicrographPixelSize)
     are rescaled to ``pixel_size``; with ``flip_y`` the file counts y from the bottom row, and
     ``y = height - y`` (DeepEM's own convention, exact for box corners: ``height - y - box``).
     """
-    xy = table[[X, Y]].to_numpy(float).reshape(-1, 2)
+    xy = table[[X, Y]].to_numpy(float, copy=True).reshape(-1, 2)
     if PIXEL_SIZE in table.columns and pixel_size is not None:
         xy = xy * (table[PIXEL_SIZE].to_numpy(float) / pixel_size)[:, None]
     if flip_y:
         if height is None:
-            raise DeepEMError(f"{source}: flip_y needs the micrograph height; give the micrographs or --height")
+            raise DeepEMError(f"{path}: flip_y needs the micrograph height; give the micrographs or --height")
         xy[:, 1] = height - xy[:, 1]
     return xy
 
