@@ -2,8 +2,9 @@
 
 Writes what the pick and preprocess shards would leave (per-micrograph NAME.star files and a
 candidates.star in each pick shard directory, a manifest.tsv in each preprocessing shard
-directory), runs `deepem gather` as the workflow does, and reports its peak resident memory
-(getrusage RUSAGE_CHILDREN). With --stages it also runs the original, all-in-memory gather
+directory), runs `deepem gather` as the workflow does (merged STAR, candidates and every export
+format: RELION index + per-micrograph files, cryoSPARC STAR, EMAN .box files, Topaz, CSV), and
+reports its peak resident memory (getrusage RUSAGE_CHILDREN). With --stages it also runs the original, all-in-memory gather
 (commit e4f718f: a list of per-micrograph tables, pd.concat, starfile.write, then the whole file
 read back to drop its timestamp line) step by step and prints the peak after each, for comparison.
 
@@ -97,7 +98,9 @@ def main():
               f"in {time.perf_counter() - started:.0f} s")
 
         cmd = ["deepem", "gather", "--picks", *map(str, pick_dirs), "--preprocessed", *map(str, pre_dirs),
-               "-o", str(tmp / "picks.star"), "--candidates", str(tmp / "candidates.star")]
+               "-o", str(tmp / "picks.star"), "--candidates", str(tmp / "candidates.star"),
+               "--relion-dir", str(tmp), "--cryosparc", str(tmp / "cryosparc_picks.star"), "--box", str(tmp / "box"),
+               "--topaz", str(tmp / "topaz_picks.txt"), "--csv", str(tmp / "picks.csv"), "--diameter", "150"]
         started = time.perf_counter()
         result = subprocess.run(cmd, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - started

@@ -13,7 +13,7 @@ from deepem.errors import DeepEMError
 
 COMMANDS = [
     "simulate", "preprocess", "extract", "train", "pick", "gather", "verify", "evaluate", "rounds", "provenance", "show",
-    "histogram",
+    "histogram", "convert",
 ]
 
 

@@ -1,17 +1,23 @@
-"""Resolve a dataset from the config: micrograph files, their names, and the label files of each.
+"""Resolve a dataset from the config: micrograph files, their names, and the labels of each.
 
-A micrograph's *name* is its file stem. A label file matches micrograph ``NAME`` when its stem
-is ``NAME`` or ``NAME_<suffix>`` (RELION's ``NAME_autopick.star``, ``NAME_manualpick.star``);
-the longest matching name wins, so ``mic_1`` and ``mic_10`` are told apart.
+A micrograph's *name* is its file stem. A coordinate file with a micrograph column (a merged
+RELION STAR with rlnMicrographName, a Topaz table, a CSV with a micrograph column) labels the
+micrographs its rows name: a row belongs to micrograph ``NAME`` when the file name or the stem
+of its micrograph entry is ``NAME``; rows naming other micrographs are left out. Any other
+file labels one micrograph: ``NAME`` when its stem is ``NAME`` or ``NAME_<suffix>`` (RELION's
+``NAME_autopick.star``, ``NAME_manualpick.star``); the longest matching name wins, so ``mic_1``
+and ``mic_10`` are told apart.
 """
 
 import glob
-from pathlib import Path
+import os
+from pathlib import Path, PurePath
 
 import numpy as np
 
 from deepem.errors import DeepEMError
-from deepem.io.coords import read_coordinates
+from deepem.io.coords import MIC, read_picks
+from deepem.io.coords.formats import micrograph_centres
 from deepem.io.micrograph import SUFFIXES
 from deepem.patches import check_inside
 
@@ -33,7 +39,7 @@ def expand(pattern_or_list, what):
             files.append(item)
         else:
             raise DeepEMError(f"{item}: {what} file not found; check the path in the config")
-    return [str(Path(f).resolve()) for f in files]
+    return [os.path.abspath(f) for f in files]  # absolute, symlinks kept: the paths RELION and the user know
 
 
 def micrograph_names(paths):
@@ -52,30 +58,74 @@ def micrograph_names(paths):
 
 
 def match_labels(label_files, names, what):
-    """``{micrograph name: [label files]}``; a label file that matches no micrograph is an error."""
+    """``{micrograph name: [label files]}`` by file stem; a label file that matches no micrograph is an error."""
     matched = {}
     by_length = sorted(names, key=len, reverse=True)
     for path in label_files:
-        stem = Path(path).stem
+        stem = PurePath(path).stem
         name = next((n for n in by_length if stem == n or stem.startswith(n + "_")), None)
         if name is None:
             raise DeepEMError(
                 f"{path}: {what} file matches no micrograph; name it NAME.star or NAME_<suffix>.star "
-                "after a micrograph NAME in 'micrographs'"
+                "after a micrograph NAME in 'micrographs', or give the micrograph in a column"
             )
         matched.setdefault(name, []).append(str(path))
     return matched
 
 
-def load_labels(files, table, what):
-    """``{name: (n, 2) working-pixel centres}`` from label files matched to a preprocessing manifest."""
+def micrograph_name(entry, names):
+    """The micrograph NAME a row's micrograph entry refers to (its file name or stem), or None."""
+    filename = PurePath(str(entry)).name
+    if filename in names:
+        return filename
+    stem = PurePath(filename).stem
+    return stem if stem in names else None
+
+
+def route_labels(files, names, what, fmt=None):
+    """``{name: [(file, picks table)]}``: rows routed by their micrograph column, other files by stem.
+
+    ``fmt`` forces the files' format (default: detected from each file's content).
+    """
+    names = set(names)
+    routed = {}
+    for path in files:
+        table = read_picks(path, fmt)
+        if MIC not in table.columns:
+            name = next(iter(match_labels([path], names, what)))
+            routed.setdefault(name, []).append((str(path), table))
+            continue
+        keys = table[MIC].map(lambda entry: micrograph_name(entry, names))
+        if len(table) and keys.isna().all():
+            raise DeepEMError(
+                f"{path}: no row of this {what} file names a micrograph in 'micrographs' "
+                f"(e.g. {table[MIC].iloc[0]}); rows are matched by micrograph file name or stem"
+            )
+        for name, group in table.groupby(keys):
+            routed.setdefault(name, []).append((str(path), group))
+    return routed
+
+
+def read_labels(files, table, what, flip_y=False, check=False):
+    """``{name: (n, 2) centres in original micrograph pixels}`` from label files, for a manifest ``table``.
+
+    RELION coordinates picked at another pixel size are rescaled; ``flip_y`` flips files whose y
+    counts from the bottom row; ``check`` makes a coordinate outside its micrograph an error.
+    """
     out = {}
-    for name, paths in match_labels(files, list(table.index), what).items():
+    for name, parts in route_labels(files, table.index, what).items():
         row = table.loc[name]
-        parts = []
-        for path in paths:
-            xy = read_coordinates(path)
-            check_inside(xy, (row["height"], row["width"]), path)
-            parts.append(xy / [row["scale_x"], row["scale_y"]])
-        out[name] = np.concatenate(parts)
+        centres = []
+        for path, picks in parts:
+            xy = micrograph_centres(picks, path, row["pixel_size"], row["height"], flip_y)
+            if check:
+                check_inside(xy, (row["height"], row["width"]), path)
+            centres.append(xy)
+        out[name] = np.concatenate(centres)
     return out
+
+
+def load_labels(files, table, what, flip_y=False):
+    """``{name: (n, 2) working-pixel centres}`` from label files matched to a preprocessing manifest."""
+    labels = read_labels(files, table, what, flip_y, check=True)
+    return {name: xy / table.loc[name, ["scale_x", "scale_y"]].to_numpy(float) for name, xy in labels.items()}

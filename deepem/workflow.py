@@ -9,6 +9,7 @@ from pathlib import Path
 
 from deepem.dataset import expand, match_labels, micrograph_names
 from deepem.errors import DeepEMError
+from deepem.io.coords.detect import names_micrographs
 from deepem.io.micrograph import pixel_count
 
 
@@ -18,7 +19,6 @@ class Dataset:
     positives: list
     negatives: list
     truth: list
-    labelled: list  # names with positive labels
     shards: int
     simulated: bool = False
     shard_names: list = field(default_factory=list)
@@ -58,11 +58,16 @@ def _uses_demo(config):
     return Path(pattern).resolve().is_relative_to(Path(demo["outdir"]).resolve())
 
 
+def check_label_files(files, micrographs, what):
+    """Each file's format is known and each per-micrograph file matches a micrograph (rows of files
+    with a micrograph column are routed when read)."""
+    match_labels([f for f in files if not names_micrographs(f)], micrographs, what)
+
+
 def resolve(config):
     simulated = _uses_demo(config)
     if simulated:
         micrographs, positives, negatives, truth = _demo_dataset(config)
-        labelled = sorted({Path(p).stem.rsplit("_", 1)[0] for p in positives})
     else:
         micrographs = micrograph_names(expand(config["micrographs"], "micrograph"))
         positives = expand(config["labels"]["positives"], "positive label")
@@ -70,9 +75,9 @@ def resolve(config):
         truth = expand(config.get("truth"), "truth")
         if not positives:
             raise DeepEMError("labels.positives: no label files given; label a few hundred particles first")
-        labelled = sorted(match_labels(positives, micrographs, "positive label"))
-        match_labels(negatives, micrographs, "negative label")
-        match_labels(truth, micrographs, "truth")
+        check_label_files(positives, micrographs, "positive label")
+        check_label_files(negatives, micrographs, "negative label")
+        check_label_files(truth, micrographs, "truth")
     if not micrographs:
         raise DeepEMError(f"{config['micrographs']}: no micrographs")
     names = sorted(micrographs)
@@ -82,7 +87,6 @@ def resolve(config):
         positives=positives,
         negatives=negatives,
         truth=truth,
-        labelled=labelled,
         shards=shards,
         simulated=simulated,
         shard_names=[names[k::shards] for k in range(shards)],

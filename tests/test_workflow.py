@@ -5,8 +5,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import mrcfile
+import starfile
 
 from conftest import run, snakemake, write_config
 from deepem.io.coords import MIC, SCORE, X, Y, read_coordinates, read_star_table
@@ -23,6 +25,60 @@ def test_pipeline_writes_merged_picks_for_every_micrograph(finished_run, tiny_da
     per_mic = sorted((tmp / "results" / "round_1" / "picks").glob("*/*.star"))
     assert sorted(p.stem for p in per_mic if p.stem != "candidates") == [m.stem for m in mics]
     assert "gathered" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("where", ["results", "results/round_1"])
+def test_picks_are_written_in_every_format(finished_run, tiny_dataset, where):
+    tmp, _ = finished_run
+    out = tmp / where
+    picks = read_star_table(out / "picks.star")
+    mics = sorted(str(m) for m in (tiny_dataset / "micrographs").glob("*.mrc"))
+    expected = {mic: picks.loc[picks[MIC] == mic, [X, Y]].to_numpy(float) for mic in mics}
+    assert sum(map(len, expected.values())) == len(picks) > 0
+    # RELION 4/5: the index names every micrograph and its own coordinate file under coordinates/
+    index = starfile.read(out / "autopick.star", always_dict=True)["coordinate_files"]
+    assert sorted(index[MIC]) == mics
+    for mic, coordinates in zip(index[MIC], index["rlnMicrographCoordinates"]):
+        assert Path(coordinates) == (out / "coordinates" / f"{Path(mic).stem}_autopick.star").resolve()
+        table = starfile.read(coordinates)
+        np.testing.assert_allclose(table[[X, Y]].to_numpy(float).reshape(-1, 2), expected[mic], atol=0.01)
+    # cryoSPARC: micrograph file names and centres
+    cryosparc = starfile.read(out / "cryosparc_picks.star")
+    for mic in mics:
+        got = cryosparc.loc[cryosparc[MIC] == Path(mic).name, [X, Y]].to_numpy(float)
+        np.testing.assert_allclose(got, expected[mic], atol=0.01)
+    # EMAN2: one NAME.box per micrograph, lower-left corners of square boxes
+    for mic in mics:
+        rows = np.loadtxt(out / "box" / f"{Path(mic).stem}.box", ndmin=2).reshape(-1, 4)
+        assert (rows[:, 2] == rows[:, 3]).all() and (rows[:, 2] > 0).all()
+        np.testing.assert_allclose(rows[:, :2] + rows[:, 2:4] / 2, expected[mic], atol=0.01)
+    # Topaz (micrograph names without extension) and CSV (micrograph paths)
+    for path, sep, name_column, x, y, key in [
+        (out / "topaz_picks.txt", "\t", "image_name", "x_coord", "y_coord", lambda m: Path(m).stem),
+        (out / "picks.csv", ",", "micrograph", "x", "y", str),
+    ]:
+        table = pd.read_csv(path, sep=sep)
+        for mic in mics:
+            got = table.loc[table[name_column] == key(mic), [x, y]].to_numpy(float)
+            np.testing.assert_allclose(got, expected[mic], atol=0.01)
+
+
+def test_extract_routes_a_merged_label_file_like_per_micrograph_files(finished_run, tiny_dataset, tmp_path):
+    tmp, _ = finished_run
+    labels = sorted(map(str, (tiny_dataset / "labels").glob("*.star")))
+    merged = tmp_path / "labels.txt"
+    run(["deepem", "convert", *labels, "--micrographs", str(tiny_dataset / "micrographs" / "*.mrc"), "--to", "topaz",
+         "-o", str(merged)])
+    shards = sorted(map(str, (tmp / "results" / "preprocessed").iterdir()))
+    for positives, out in [(labels, "per_micrograph.npz"), ([str(merged)], "merged.npz")]:
+        run(["deepem", "extract", "--preprocessed", *shards, "--positives", *positives, "--diameter", "150",
+             "-o", str(tmp_path / out)])
+    a, b = np.load(tmp_path / "per_micrograph.npz"), np.load(tmp_path / "merged.npz")
+    assert json.loads(str(a["meta"]))["counts"]["positive"] > 0
+    for key in ("x", "y", "val", "meta"):
+        np.testing.assert_array_equal(a[key], b[key])
+    dry = snakemake(write_config(tmp_path, tiny_dataset, labels={"positives": str(merged)}), "-n")
+    assert "extract" in dry.stdout
 
 
 def test_picks_are_far_better_than_chance(finished_run, tiny_dataset):

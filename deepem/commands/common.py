@@ -13,6 +13,13 @@ def add_geometry_args(parser):
     )
 
 
+def add_flip_y_arg(parser):
+    parser.add_argument(
+        "--flip-y", action="store_true",
+        help="label files count y from the bottom row (DeepEM's own .box files): y becomes height - y",
+    )
+
+
 def add_threads_arg(parser):
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
 

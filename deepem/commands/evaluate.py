@@ -15,10 +15,10 @@ import json
 
 import numpy as np
 
-from deepem.dataset import match_labels
+from deepem.dataset import read_labels, route_labels
 from deepem.io import manifest
 from deepem.io.atomic import write_text
-from deepem.io.coords import read_by_micrograph, read_coordinates
+from deepem.io.coords import read_by_micrograph
 from deepem.metrics import match, summarise
 
 
@@ -47,9 +47,8 @@ def main(args):
     radius = (0.5 * args.diameter / table["pixel_size"]).to_dict()
     picks = read_by_micrograph(args.picks)
     cands = read_by_micrograph(args.candidates) if args.candidates else picks
-    files = match_labels(args.truth, list(table.index), "truth")
-    truth = {n: np.concatenate([read_coordinates(f) for f in fs]) for n, fs in files.items()}
-    labelled = set(match_labels(args.positives, list(table.index), "positive label"))
+    truth = read_labels(args.truth, table, "truth")
+    labelled = set(route_labels(args.positives, table.index, "positive label"))
     groups = {"all": sorted(truth), "held_out": sorted(n for n in truth if n not in labelled)}
     report = {"match_radius_px": float(np.median(list(radius.values())))}
     for group, names in groups.items():

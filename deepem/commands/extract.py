@@ -29,7 +29,7 @@ from deepem.verification import NEGATIVE, POSITIVE, VERDICT
 
 def add_args(parser):
     parser.add_argument("--preprocessed", nargs="+", required=True, help="preprocessing shard directories")
-    parser.add_argument("--positives", nargs="*", default=[], help="coordinate files of particles")
+    parser.add_argument("--positives", nargs="*", default=[], help="coordinate files of particles (any format deepem reads)")
     parser.add_argument("--negatives", nargs="*", default=[], help="coordinate files of non-particles")
     parser.add_argument(
         "--verified", nargs="*", default=[], help="the previous round's verified.star: its positive verdicts join the positives, "
@@ -44,6 +44,7 @@ def add_args(parser):
     )
     parser.add_argument("--val-fraction", type=float, default=0.15, help="held-out fraction (default 0.15)")
     parser.add_argument("--seed", type=int, default=0)
+    common.add_flip_y_arg(parser)
 
 
 def verified_labels(path, table):
@@ -67,8 +68,8 @@ def merge(*mappings):
 
 def main(args):
     table = manifest.read(args.preprocessed)
-    positives = load_labels(args.positives, table, "positive label")
-    negatives = load_labels(args.negatives, table, "negative label")
+    positives = load_labels(args.positives, table, "positive label", args.flip_y)
+    negatives = load_labels(args.negatives, table, "negative label", args.flip_y)
     avoid, previous = {}, {"positives": 0, "negatives": 0}
     for path in args.verified:
         more_pos, more_neg, more_avoid = verified_labels(path, table)

@@ -1,20 +1,33 @@
-"""Merge per-micrograph pick files into one RELION STAR, checking every micrograph is there.
+"""Merge per-micrograph pick files into one RELION STAR and every export format, checking every micrograph is there.
 
 Streams NAME.star of every micrograph listed in the preprocessing manifests from the pick
 shard directories; refuses to write anything when one is missing or unreadable. Writes
 OUTPUT (rlnMicrographName, rlnCoordinateX, rlnCoordinateY, rlnAutopickFigureOfMerit) and,
-with --candidates, the merged candidate lists.
+when asked, the same picks for other programs (every micrograph gets its per-micrograph file,
+empty when it has no picks):
+
+  --relion-dir DIR   DIR/coordinates/NAME_autopick.star and the index DIR/autopick.star, the
+                     input of RELION 4/5's Extract job ("Input coordinates")
+  --cryosparc FILE   a STAR for cryoSPARC's Import Particle Stack
+  --box DIR          EMAN2 DIR/NAME.box (corners; box of --box-scale particle diameters)
+  --topaz FILE       Topaz text (image_name x_coord y_coord score)
+  --csv FILE         CSV (micrograph,x,y,score)
+
+and, with --candidates, the merged candidate lists.
 
 Example:
     deepem gather --picks results/round_1/picks/* --preprocessed results/preprocessed/* \\
-        -o results/round_1/picks.star
+        -o results/round_1/picks.star --relion-dir results/round_1 --box results/round_1/box --diameter 150
 """
 
 from pathlib import Path
 
+import numpy as np
+
 from deepem.errors import DeepEMError
 from deepem.io import manifest
 from deepem.io.coords import MIC, SCORE, X, Y, read_star_table, star_writer
+from deepem.io.coords.formats import WriteOptions, box_size, open_writers
 
 
 def add_args(parser):
@@ -22,6 +35,17 @@ def add_args(parser):
     parser.add_argument("--preprocessed", nargs="+", required=True, help="preprocessing shard directories")
     parser.add_argument("-o", "--output", required=True, help="merged STAR")
     parser.add_argument("--candidates", help="also merge the shards' candidates.star into this file")
+    exports = parser.add_argument_group("exports")
+    exports.add_argument("--relion-dir", help="write coordinates/NAME_autopick.star and autopick.star here")
+    exports.add_argument(
+        "--relion-project", help="RELION project directory: the index names files relative to it (default: absolute)"
+    )
+    exports.add_argument("--cryosparc", help="STAR for cryoSPARC's Import Particle Stack")
+    exports.add_argument("--box", help="directory of EMAN2 .box files")
+    exports.add_argument("--topaz", help="Topaz text file")
+    exports.add_argument("--csv", help="CSV file")
+    exports.add_argument("--diameter", type=float, help="particle diameter in A (for --box)")
+    exports.add_argument("--box-scale", type=float, default=1.5, help=".box size / particle diameter (default 1.5)")
 
 
 def locate(names, directories, filename):
@@ -41,15 +65,25 @@ def locate(names, directories, filename):
     return found
 
 
+def export_options(args, table):
+    size = None
+    if args.box:
+        if args.diameter is None:
+            raise DeepEMError("--box needs --diameter (the particle diameter in A) for the box size")
+        size = box_size(args.diameter, float(np.median(table["pixel_size"])), args.box_scale)
+    return WriteOptions(scored=True, box_size=size, relion_project=args.relion_project)
+
+
 def main(args):
     table = manifest.read(args.preprocessed)
     files = locate(list(table.index), args.picks, "{name}.star")
+    targets = {"relion": args.output, "relion-dir": args.relion_dir, "cryosparc": args.cryosparc,
+               "box": args.box, "topaz": args.topaz, "csv": args.csv}
     total = 0
-    with star_writer(args.output, [MIC, X, Y, SCORE]) as append:
+    with open_writers({k: v for k, v in targets.items() if v}, export_options(args, table)) as add:
         for name, path in files.items():
             picks = read_star_table(path)
-            picks.insert(0, MIC, table.loc[name, "source"])
-            append(picks)
+            add(name, table.loc[name, "source"], picks)
             total += len(picks)
     if args.candidates:
         with star_writer(args.candidates, [MIC, X, Y, SCORE]) as append:

@@ -41,6 +41,7 @@ def add_args(parser):
     mine.add_argument("--mine", nargs="*", default=[], metavar="DIR", help="preprocessing shard directories")
     mine.add_argument("--positives", nargs="*", default=[], help="the positive label files used for the patches")
     mine.add_argument("--mine-epochs", type=int, help="epochs of the second stage (default: a third of --epochs)")
+    common.add_flip_y_arg(mine)
     common.add_threads_arg(parser)
     common.add_device_arg(parser)
 
@@ -71,7 +72,7 @@ def main(args):
     )
     if args.mine:
         table = manifest.read(args.mine)
-        hard = hard_negatives(net, table, load_labels(args.positives, table, "positive label"), meta["particle_px"], device)
+        hard = hard_negatives(net, table, load_labels(args.positives, table, "positive label", args.flip_y), meta["particle_px"], device)
         generator = np.random.default_rng(args.seed)
         hard_val = generator.random(len(hard)) < float(val.float().mean())
         x = torch.cat([x, torch.from_numpy(hard)[:, None]])

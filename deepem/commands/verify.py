@@ -17,9 +17,9 @@ from collections import Counter
 import numpy as np
 import torch
 
-from deepem.dataset import match_labels
+from deepem.dataset import read_labels
 from deepem.io import manifest
-from deepem.io.coords import read_by_micrograph, read_coordinates, write_star
+from deepem.io.coords import read_by_micrograph, write_star
 from deepem.verification import VERDICT, verify
 
 
@@ -35,10 +35,7 @@ def add_args(parser):
 def main(args):
     table = manifest.read(args.preprocessed)
     ckpt = torch.load(args.model, map_location="cpu", weights_only=False)
-    corrections = {
-        name: np.concatenate([read_coordinates(f) for f in files])
-        for name, files in match_labels(args.corrections, list(table.index), "correction").items()
-    }
+    corrections = read_labels(args.corrections, table, "correction")
     diameter_px = float(np.median(args.diameter / table["pixel_size"]))
     verified = verify(
         read_by_micrograph(args.candidates), table, ckpt["threshold"], ckpt["particle_px"], diameter_px, corrections

@@ -37,6 +37,20 @@ def read_micrograph(path):
     return image, pixel_size
 
 
+def read_header(path):
+    """``(height, width, pixel_size or None)`` of a micrograph, from its header only."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            with Image.open(path) as img:
+                return img.height, img.width, None
+        with mrcfile.open(path, header_only=True, permissive=True) as mrc:
+            voxel = float(mrc.voxel_size.x)
+            return int(mrc.header.ny), int(mrc.header.nx), (voxel if voxel > 0 else None)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise DeepEMError(f"{path}: not a readable micrograph header ({exc})") from None
+
+
 def _read_mrc(path):
     try:
         with warnings.catch_warnings():

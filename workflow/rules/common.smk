@@ -69,8 +69,9 @@ def round_corrections(wildcards):
     return expand_files(config["corrections"].get(str(wildcards.round)), "correction")
 
 
-def last_round_picks(wildcards):
-    return f"{RESULTS}/round_{config['rounds']}/picks.star"
+def last_round_pick_shards(wildcards):
+    """results/ holds the last round's picks, gathered again so its RELION index points inside results/."""
+    return scatter.shard(f"{RESULTS}/round_{config['rounds']}/picks/{{scatteritem}}")
 
 
 def optional(flag, value):
@@ -80,6 +81,10 @@ def optional(flag, value):
 
 def device_resources():
     return 1 if config["device"].startswith("cuda") else 0
+
+
+def flip_y_option():
+    return "--flip-y" if config["labels"]["flip_y"] else ""
 
 
 def pixel_size_option():
@@ -115,7 +120,9 @@ def round_figures():
 
 
 def final_targets():
+    """results/ with the last round's picks in every format, every round's own picks and exports, and figures."""
     targets = [f"{RESULTS}/picks.star", f"{RESULTS}/provenance.json", f"{RESULTS}/provenance.html", *round_figures()]
+    targets += [f"{RESULTS}/round_{r}/picks.star" for r in range(1, config["rounds"] + 1)]
     if DATASET.truth:
         targets += [f"{RESULTS}/rounds.tsv", f"{RESULTS}/rounds.png", f"{RESULTS}/rounds.html"]
     return targets

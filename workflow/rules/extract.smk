@@ -20,6 +20,7 @@ rule extract:
         box_scale=config["box_scale"],
         background_ratio=config["background_ratio"],
         seed=round_seed,
+        flip_y=flip_y_option(),
         version=VERSION,
     conda:
         ENV
@@ -27,4 +28,4 @@ rule extract:
         "deepem extract --preprocessed {input.preprocessed} --positives {input.positives} "
         "--negatives {input.negatives} --verified {input.verified} --diameter {params.diameter} --particle-px {params.particle_px} "
         "--box-scale {params.box_scale} --background-ratio {params.background_ratio} "
-        "--seed {params.seed} -o {output} > {log} 2>&1"
+        "--seed {params.seed} {params.flip_y} -o {output} > {log} 2>&1"

@@ -28,10 +28,11 @@ rule train:
         threshold=config["threshold"],
         device=config["device"],
         seed=round_seed,
+        flip_y=flip_y_option(),
         version=VERSION,
     conda:
         ENV
     shell:
         "deepem train {input.patches} --mine {input.mine} --positives {input.positives} -o {params.outdir} --mode {params.mode} {params.epochs} "
-        "--threshold {params.threshold} --seed {params.seed} --threads {threads} "
+        "--threshold {params.threshold} --seed {params.seed} {params.flip_y} --threads {threads} "
         "--device {params.device} > {log} 2>&1"

@@ -1,0 +1,47 @@
+"""CSV coordinates: a header row naming ``x`` and ``y`` (centres), optionally ``score`` and ``micrograph``.
+
+Header names are matched without regard to case; ``x_coord``/``y_coord`` and ``image_name`` are
+accepted too. deepem writes ``micrograph,x,y[,score]`` with the micrograph's path.
+"""
+
+import contextlib
+
+import pandas as pd
+
+from deepem.errors import DeepEMError
+from deepem.io.atomic import atomic_path
+from deepem.io.coords.columns import MIC, SCORE, X, Y
+from deepem.io.coords.star import write_rows
+
+ALIASES = {
+    "x": X, "x_coord": X, "y": Y, "y_coord": Y, "score": SCORE,
+    "micrograph": MIC, "micrograph_name": MIC, "image_name": MIC,
+}
+
+
+def canonical_columns(names):
+    """``{header name: picks-table column}`` for the header names deepem knows."""
+    return {n: ALIASES[n.strip().strip('"').lower()] for n in names if n.strip().strip('"').lower() in ALIASES}
+
+
+def read(path):
+    try:
+        table = pd.read_csv(path, dtype=str, skipinitialspace=True)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise DeepEMError(f"{path}: not a readable CSV file ({exc})") from None
+    columns = canonical_columns(table.columns)
+    if not {X, Y} <= set(columns.values()):
+        raise DeepEMError(f"{path}: CSV without x and y columns; name them in the header row")
+    return table[list(columns)].rename(columns=columns)
+
+
+@contextlib.contextmanager
+def writer(path, options):
+    columns = ["micrograph", "x", "y"] + (["score"] if options.scored else [])
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        fh.write(",".join(columns) + "\n")
+
+        def add(name, source, table):
+            write_rows(fh, [source] + [table[c] for c in ([X, Y, SCORE] if options.scored else [X, Y])], sep=",")
+
+        yield add

@@ -1,0 +1,94 @@
+"""Every coordinate format deepem reads and writes, and the conversions between their frames.
+
+Readers return a picks table (see :mod:`deepem.io.coords.columns`) of centres in the frame of
+the file; :func:`micrograph_centres` takes them to a micrograph's frame (rescaling RELION
+coordinates picked at another pixel size, flipping y for files counted from the bottom row).
+Writers are context managers ``writer(output, options)`` yielding ``add(name, source, table)``,
+called once per micrograph, so any number of micrographs streams through in bounded memory.
+"""
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from deepem.errors import DeepEMError
+from deepem.io.coords import cryolo, cryosparc, csv_table, eman, relion, topaz
+from deepem.io.coords.columns import PIXEL_SIZE, SCORE, X, Y
+from deepem.io.coords.detect import detect, sniff
+
+READERS = {"relion": relion.read, "cbox": cryolo.read, "box": eman.read, "topaz": topaz.read, "csv": csv_table.read}
+WRITERS = {
+    "relion": relion.merged_writer,
+    "relion-dir": relion.directory_writer,
+    "cryosparc": cryosparc.writer,
+    "box": eman.writer,
+    "topaz": topaz.writer,
+    "csv": csv_table.writer,
+}
+NUMERIC = (X, Y, SCORE, PIXEL_SIZE)
+
+
+@dataclass
+class WriteOptions:
+    scored: bool = True  # write a score column
+    box_size: float | None = None  # px, for EMAN .box
+    relion_project: str | None = None  # write the RELION index relative to this directory
+
+
+def read_picks(path, fmt=None):
+    """The picks table of a coordinate file; ``fmt`` forces a format, else it is detected from the content."""
+    if fmt is None:
+        fmt = detect(path)
+    elif sniff(path) is None:
+        fmt = None
+    if fmt is None:  # a file with no content: no particles
+        return pd.DataFrame({X: [], Y: []})
+    table = READERS[fmt](path)
+    for column in set(NUMERIC) & set(table.columns):
+        table[column] = pd.to_numeric(table[column], errors="coerce")
+    if not np.isfinite(table[[X, Y]].to_numpy(float)).all():
+        raise DeepEMError(f"{path}: non-numeric or infinite coordinates")
+    return table.reset_index(drop=True)
+
+
+def read_coordinates(path):
+    """``(n, 2)`` centres ``(x, y)`` of a coordinate file of any format, in the file's frame."""
+    return read_picks(path)[[X, Y]].to_numpy(float).reshape(-1, 2)
+
+
+def micrograph_centres(table, path, pixel_size=None, height=None, flip_y=False):
+    """``(n, 2)`` centres, from the picks table of file ``path``, in the frame of a micrograph of
+    ``pixel_size`` Å/px and ``height`` rows.
+
+    Coordinates that state the pixel size they were picked at (RELION's rlnMicrographPixelSize)
+    are rescaled to ``pixel_size``; with ``flip_y`` the file counts y from the bottom row, and
+    ``y = height - y`` (DeepEM's own convention, exact for box corners: ``height - y - box``).
+    """
+    xy = table[[X, Y]].to_numpy(float, copy=True).reshape(-1, 2)
+    if PIXEL_SIZE in table.columns and pixel_size is not None:
+        xy = xy * (table[PIXEL_SIZE].to_numpy(float) / pixel_size)[:, None]
+    if flip_y:
+        if height is None:
+            raise DeepEMError(f"{path}: flip_y needs the micrograph height; give the micrographs or --height")
+        xy[:, 1] = height - xy[:, 1]
+    return xy
+
+
+def box_size(diameter, pixel_size, scale):
+    """An even box of ``scale`` particle diameters, in px."""
+    return 2 * max(1, int(round(scale * diameter / pixel_size / 2)))
+
+
+@contextlib.contextmanager
+def open_writers(targets, options):
+    """``add(name, source, table)`` that streams into every ``{format: output}`` of ``targets``."""
+    with contextlib.ExitStack() as stack:
+        adds = [stack.enter_context(WRITERS[fmt](output, options)) for fmt, output in targets.items()]
+
+        def add(name, source, table):
+            for one in adds:
+                one(name, source, table)
+
+        yield add

@@ -1,0 +1,96 @@
+"""RELION coordinates: STAR files of 3.0 (one plain loop) and 3.1+ (``data_optics`` + ``data_particles``).
+
+Reading keeps rlnMicrographName (which routes rows of a merged file to their micrographs) and,
+when ``data_optics`` states it, rlnMicrographPixelSize: the pixel size of the micrographs the
+coordinates were picked on, so they can be rescaled to other micrographs. rlnImagePixelSize
+is *not* used: it is the pixel size of the extracted particle images, and RELION keeps
+rlnCoordinateX/Y in micrograph pixels when it rescales particles on extraction.
+
+Writing: one merged STAR (rlnMicrographName, rlnCoordinateX/Y, rlnAutopickFigureOfMerit), or
+RELION 4/5's layout for Extract: ``DIR/coordinates/NAME_autopick.star`` per micrograph plus
+the index ``DIR/autopick.star`` (``data_coordinate_files``: rlnMicrographName,
+rlnMicrographCoordinates).
+"""
+
+import contextlib
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from deepem.errors import DeepEMError
+from deepem.io.atomic import atomic_directory
+from deepem.io.coords.columns import COORDINATE_FILE, MIC, OPTICS_GROUP, PIXEL_SIZE, SCORE, X, Y
+from deepem.io.coords.star import coordinate_loop, loop_header, read_blocks, star_writer, write_rows
+
+INDEX, COORDINATES = "autopick.star", "coordinates"
+
+
+def _pixel_sizes(table, optics, path):
+    """rlnMicrographPixelSize of each row from ``data_optics``, or None when it is not stated."""
+    if not isinstance(optics, pd.DataFrame) or PIXEL_SIZE not in optics.columns:
+        return None
+    if OPTICS_GROUP in table.columns and OPTICS_GROUP in optics.columns:
+        sizes = table[OPTICS_GROUP].map(optics.set_index(OPTICS_GROUP)[PIXEL_SIZE])
+        if sizes.isna().any():
+            group = table[OPTICS_GROUP][sizes.isna()].iloc[0]
+            raise DeepEMError(f"{path}: rows of optics group {group}, which data_optics does not list")
+        return sizes
+    if optics[PIXEL_SIZE].nunique() == 1:
+        return optics[PIXEL_SIZE].iloc[0]
+    raise DeepEMError(
+        f"{path}: data_optics lists several rlnMicrographPixelSize values and the particles have no "
+        "rlnOpticsGroup, so which applies to a particle cannot be told; add rlnOpticsGroup"
+    )
+
+
+def read(path):
+    blocks = read_blocks(path)
+    loop = coordinate_loop(blocks, path)
+    table = loop[[c for c in (MIC, X, Y, SCORE) if c in loop.columns]].copy()
+    sizes = _pixel_sizes(loop, blocks.get("optics"), path)
+    if sizes is not None:
+        table[PIXEL_SIZE] = sizes
+    return table
+
+
+def _coordinate_columns(options):
+    return [X, Y] + ([SCORE] if options.scored else [])
+
+
+@contextlib.contextmanager
+def merged_writer(path, options):
+    """One STAR with every micrograph's picks, rlnMicrographName first."""
+    with star_writer(path, [MIC] + _coordinate_columns(options)) as append:
+        yield lambda name, source, table: append(table, **{MIC: source})
+
+
+def project_path(path, project):
+    """``path`` relative to the RELION project directory when one is given and ``path`` is absolute."""
+    path = Path(path)
+    return os.path.relpath(path, project) if project is not None and path.is_absolute() else str(path)
+
+
+@contextlib.contextmanager
+def directory_writer(directory, options):
+    """RELION 4/5 Extract input: ``coordinates/NAME_autopick.star`` per micrograph and ``autopick.star``.
+
+    Without ``options.relion_project`` the index names coordinate files by absolute path and
+    micrographs as given; with it, both relative to that directory, as RELION's own jobs write them.
+    """
+    directory = Path(directory).resolve()
+    columns = _coordinate_columns(options)
+    project = options.relion_project
+    with atomic_directory(directory / COORDINATES) as tmp, star_writer(
+        directory / INDEX, [MIC, COORDINATE_FILE], block="coordinate_files"
+    ) as append:
+
+        def add(name, source, table):
+            filename = f"{name}_autopick.star"
+            with open(tmp / filename, "w") as fh:
+                fh.write(loop_header(columns))
+                write_rows(fh, [table[c] for c in columns])
+            coordinates = project_path(directory / COORDINATES / filename, project)
+            append(None, **{MIC: project_path(source, project), COORDINATE_FILE: coordinates})
+
+        yield add

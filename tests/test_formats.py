@@ -1,0 +1,263 @@
+"""Coordinate formats: detection by content, every reader against hand-written references
+(tests/data/formats, see its README), round trips through every writer, flip_y, binning, routing."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+
+from conftest import run
+from deepem.cli import main
+from deepem.dataset import load_labels, route_labels
+from deepem.errors import DeepEMError
+from deepem.io.coords import MIC, SCORE, X, Y, read_picks
+from deepem.io.coords.detect import detect, names_micrographs
+from deepem.io.coords.formats import WRITERS, WriteOptions, micrograph_centres, open_writers
+from deepem.io.micrograph import write_mrc
+
+DATA = Path(__file__).parent / "data" / "formats"
+DETECTED = {
+    "mic_a_manualpick.star": "relion", "particles.star": "relion", "particles_bin2.star": "relion",
+    "cryosparc_picks.star": "relion", "mic_a.box": "box", "mic_a_deepem.box": "box", "mic_a.cbox": "cbox",
+    "topaz_picks.txt": "topaz", "picks.csv": "csv",
+}
+HEIGHT, WIDTH = 800, 1000  # of the reference micrographs (README)
+
+
+def by_micrograph(path):
+    """``{name: picks table}`` of a coordinate file, split by its micrograph column (or all under its stem)."""
+    return {name: [t for _, t in parts][0] for name, parts in route_labels([path], ["mic_a", "mic_b"], "test").items()}
+
+
+def xy(table):
+    return table[[X, Y]].to_numpy(float)
+
+
+@pytest.mark.parametrize("name", sorted(DETECTED))
+def test_reference_files_are_detected_by_content_whatever_the_extension(name, tmp_path):
+    assert detect(DATA / name) == DETECTED[name]
+    neutral = tmp_path / (Path(name).stem + ".dat")
+    shutil.copy(DATA / name, neutral)
+    assert detect(neutral) == DETECTED[name]
+
+
+@pytest.mark.parametrize("name", ["mic_a.box", "mic_a.cbox", "mic_a_manualpick.star", "particles.star", "topaz_picks.txt",
+                                  "picks.csv"])
+def test_every_reader_gives_the_reference_centres(name):
+    reference = read_picks(DATA / "mic_a_manualpick.star")
+    got = by_micrograph(DATA / name)["mic_a"]
+    np.testing.assert_allclose(xy(got), xy(reference), atol=0.01)
+
+
+def test_merged_references_agree_on_every_micrograph():
+    reference = by_micrograph(DATA / "particles.star")
+    for name in ["topaz_picks.txt", "picks.csv", "cryosparc_picks.star"]:
+        got = by_micrograph(DATA / name)
+        assert sorted(got) == sorted(reference) == ["mic_a", "mic_b"]
+        for mic in reference:
+            np.testing.assert_allclose(xy(got[mic]), xy(reference[mic]), atol=0.01)
+
+
+def test_merged_file_rows_go_to_their_micrographs_and_others_are_left_out():
+    raw = read_picks(DATA / "particles.star")
+    routed = route_labels([DATA / "particles.star", DATA / "mic_a.box"], ["mic_a", "mic_b"], "positive label")
+    assert {n: [len(t) for _, t in parts] for n, parts in routed.items()} == {
+        "mic_a": [int(raw[MIC].str.contains("mic_a").sum()), len(read_picks(DATA / "mic_a.box"))],
+        "mic_b": [int(raw[MIC].str.contains("mic_b").sum())],
+    }
+    assert names_micrographs(DATA / "particles.star") and names_micrographs(DATA / "topaz_picks.txt")
+    assert not names_micrographs(DATA / "mic_a_manualpick.star") and not names_micrographs(DATA / "mic_a.box")
+    with pytest.raises(DeepEMError, match=r"particles.star: no row of this positive label file names a micrograph"):
+        route_labels([DATA / "particles.star"], ["other"], "positive label")
+
+
+def test_flip_y_takes_deepem_boxes_to_the_relion_frame():
+    flipped = read_picks(DATA / "mic_a_deepem.box")
+    np.testing.assert_allclose(micrograph_centres(flipped, "f", height=HEIGHT, flip_y=True),
+                               xy(read_picks(DATA / "mic_a.box")), atol=0.01)
+    assert not np.allclose(xy(flipped), xy(read_picks(DATA / "mic_a.box")))
+    with pytest.raises(DeepEMError, match="mic_a_deepem.box: flip_y needs the micrograph height"):
+        micrograph_centres(flipped, DATA / "mic_a_deepem.box", flip_y=True)
+
+
+def test_relion_coordinates_picked_on_binned_micrographs_are_rescaled():
+    binned, reference = by_micrograph(DATA / "particles_bin2.star"), by_micrograph(DATA / "particles.star")
+    for mic in reference:
+        np.testing.assert_allclose(micrograph_centres(binned[mic], "b", pixel_size=1.0), xy(reference[mic]), atol=0.01)
+        np.testing.assert_allclose(micrograph_centres(binned[mic], "b", pixel_size=2.0), xy(binned[mic]), atol=1e-9)
+        # rlnImagePixelSize (2.0, particles extracted binned) does not touch the coordinates
+        np.testing.assert_array_equal(micrograph_centres(reference[mic], "r", pixel_size=1.0), xy(reference[mic]))
+
+
+def _two_optics_groups(tmp_path, particle_columns, particle_row):
+    path = tmp_path / "two_groups.star"
+    path.write_text(
+        "data_optics\nloop_\n_rlnOpticsGroup #1\n_rlnMicrographPixelSize #2\n1 1.0\n2 2.0\n\n"
+        "data_particles\nloop_\n" + "".join(f"_{c} #{i}\n" for i, c in enumerate(particle_columns, 1)) + particle_row
+    )
+    return path
+
+
+def test_undecidable_pixel_size_is_an_error_naming_the_file(tmp_path):
+    path = _two_optics_groups(tmp_path, [X, Y, MIC], "10 20 mic_a.mrc\n")
+    with pytest.raises(DeepEMError, match="two_groups.star: data_optics lists several rlnMicrographPixelSize"):
+        read_picks(path)
+    path = _two_optics_groups(tmp_path, [X, Y, MIC, "rlnOpticsGroup"], "10 20 mic_a.mrc 3\n")
+    with pytest.raises(DeepEMError, match="two_groups.star: rows of optics group 3"):
+        read_picks(path)
+    path = _two_optics_groups(tmp_path, [X, Y, MIC, "rlnOpticsGroup"], "10 20 mic_a.mrc 2\n")
+    np.testing.assert_allclose(micrograph_centres(read_picks(path), "p", pixel_size=1.0), [[20, 40]])
+
+
+@pytest.mark.parametrize("source,copy,message", [
+    ("topaz_picks.txt", "picks.star", "picks.star: the content is Topaz text but the extension says '.star'"),
+    ("mic_a.box", "mic_a.csv", "mic_a.csv: the content is EMAN .box but the extension says '.csv'"),
+    ("picks.csv", "mic_a.box", "mic_a.box: the content is CSV but the extension says '.box'"),
+    (None, "notes.txt", "notes.txt: not a coordinate file deepem can read; deepem reads RELION .star"),
+])
+def test_content_that_disagrees_with_the_extension_or_fits_nothing_is_a_one_line_error(source, copy, message, tmp_path):
+    target = tmp_path / copy
+    if source:
+        shutil.copy(DATA / source, target)
+    else:
+        target.write_text("particles were picked by hand\n12 13\n")
+    with pytest.raises(DeepEMError) as err:
+        read_picks(target)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unreadable_contents_are_errors_naming_the_file(tmp_path):
+    cases = {
+        "no_xy.star": ("data_\nloop_\n_rlnFoo #1\n1\n", None, "no loop with rlnCoordinateX"),
+        "no_y.csv": ("micrograph,x,score\nm,1,0.5\n", None, "not a coordinate file deepem can read"),
+        "no_y.txt": ("micrograph,x,score\nm,1,0.5\n", "csv", "CSV without x and y columns"),
+        "text.star": ("data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\nabc def\n", None, "non-numeric"),
+        "three.box": ("1 2 3\n", "box", "EMAN .box rows need 4 columns"),
+        "tomo.cbox": ("data_cryolo\nloop_\n_CoordinateX\n_CoordinateY\n_CoordinateZ\n_Width\n_Height\n1 2 3 4 4\n", None, "3-D"),
+    }
+    for name, (text, fmt, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(DeepEMError, match=f"{name}: .*{message}"):
+            read_picks(tmp_path / name, fmt)
+    (tmp_path / "empty.box").write_text("")
+    assert len(read_picks(tmp_path / "empty.box")) == 0
+
+
+def _reference_picks():
+    """The reference particles with their scores, per micrograph, as gather hands them to the writers."""
+    return {name: table[[X, Y, SCORE]] for name, table in by_micrograph(DATA / "particles.star").items()}
+
+
+def _sources(name):
+    return f"/project/MotionCorr/job002/Movies/{name}.mrc"
+
+
+def read_back(fmt, out):
+    """``{name: picks table}`` of what a writer of ``fmt`` wrote to ``out``."""
+    if fmt == "relion-dir":
+        index = starfile.read(out / "autopick.star")
+        return {Path(m).stem: read_picks(f) for m, f in zip(index[MIC], index["rlnMicrographCoordinates"])}
+    if fmt == "box":
+        return {p.stem: read_picks(p) for p in out.glob("*.box")}
+    return by_micrograph(out)
+
+
+@pytest.mark.parametrize("fmt", sorted(WRITERS))
+def test_every_writer_round_trips_centres_and_scores(fmt, tmp_path):
+    picks = _reference_picks()
+    out = tmp_path / "out"
+    with open_writers({fmt: out}, WriteOptions(box_size=64)) as add:
+        for name, table in picks.items():
+            add(name, _sources(name), table)
+    back = read_back(fmt, out)
+    if fmt == "relion-dir":
+        assert starfile.read(out / "autopick.star")[MIC].tolist() == [_sources(n) for n in picks]
+    for name, table in picks.items():
+        np.testing.assert_allclose(xy(back[name]), xy(table), atol=0.01)
+        if SCORE in back[name].columns:
+            np.testing.assert_allclose(back[name][SCORE], table[SCORE], atol=1e-3)
+    assert fmt in ("box", "cryosparc") or SCORE in back["mic_a"].columns
+
+
+def test_writers_match_the_hand_written_references(tmp_path):
+    picks = _reference_picks()
+    outputs = {"box": tmp_path / "box", "cryosparc": tmp_path / "c.star", "topaz": tmp_path / "t.txt",
+               "csv": tmp_path / "p.csv", "relion": tmp_path / "m.star"}
+    with open_writers(outputs, WriteOptions(box_size=64)) as add:
+        for name, table in picks.items():
+            add(name, f"MotionCorr/job002/Movies/{name}.mrc", table)
+    np.testing.assert_allclose(np.loadtxt(outputs["box"] / "mic_a.box"), np.loadtxt(DATA / "mic_a.box"), atol=0.01)
+    for ours, theirs in [("cryosparc", "cryosparc_picks.star"), ("relion", "particles.star")]:
+        a, b = starfile.read(outputs[ours], always_dict=True), starfile.read(DATA / theirs, always_dict=True)
+        a, b = list(a.values())[-1], list(b.values())[-1]
+        b = b[b[MIC].str.contains("mic_[ab]")]
+        assert a[MIC].tolist() == b[MIC].tolist()
+        np.testing.assert_allclose(a[[X, Y]].to_numpy(float), b[[X, Y]].to_numpy(float), atol=0.01)
+    for ours, theirs, sep in [("topaz", "topaz_picks.txt", "\t"), ("csv", "picks.csv", ",")]:
+        a, b = pd.read_csv(outputs[ours], sep=sep), pd.read_csv(DATA / theirs, sep=sep)
+        assert a.columns.tolist() == b.columns.tolist()
+        assert a.iloc[:, 0].tolist() == b.iloc[:, 0].tolist()
+        np.testing.assert_allclose(a.iloc[:, 1:3].to_numpy(float), b.iloc[:, 1:3].to_numpy(float), atol=0.01)
+
+
+@pytest.fixture(scope="module")
+def relion_project(tmp_path_factory):
+    """A RELION project with the two reference micrographs (1000 x 800 px, 1 A/px)."""
+    project = tmp_path_factory.mktemp("project")
+    movies = project / "MotionCorr" / "job002" / "Movies"
+    movies.mkdir(parents=True)
+    for name in ("mic_a", "mic_b"):
+        write_mrc(movies / f"{name}.mrc", np.zeros((HEIGHT, WIDTH), np.float32), 1.0)
+    return project
+
+
+@pytest.mark.parametrize("to", sorted(WRITERS))
+@pytest.mark.parametrize("source", ["mic_a_manualpick.star", "particles.star", "particles_bin2.star", "mic_a.box",
+                                    "mic_a.cbox", "topaz_picks.txt", "picks.csv"])
+def test_convert_reads_every_format_and_writes_every_format(source, to, relion_project, tmp_path):
+    out = tmp_path / "out"
+    main(["convert", str(DATA / source), "--micrographs", str(relion_project / "MotionCorr/job002/Movies/*.mrc"),
+          "--to", to, "--box-size", "64", "-o", str(out)])
+    back = read_back(to, out)
+    reference = by_micrograph(DATA / "particles.star")
+    assert sorted(back) == sorted(by_micrograph(DATA / source))
+    for name in back:
+        np.testing.assert_allclose(xy(back[name]), xy(reference[name]), atol=0.01)
+
+
+def test_convert_topaz_picks_to_relion_extract_input(relion_project):
+    run(["deepem", "convert", str(DATA / "topaz_picks.txt"), "--micrographs", str(relion_project / "MotionCorr/job002/Movies/*.mrc"),
+         "--to", "relion-dir", "-o", str(relion_project / "deepem"), "--relion-project", str(relion_project)])
+    index, reference = starfile.read(relion_project / "deepem" / "autopick.star"), starfile.read(DATA / "relion_dir" / "autopick.star")
+    pd.testing.assert_frame_equal(index, reference)
+    for coordinates in reference["rlnMicrographCoordinates"]:
+        ours = starfile.read(relion_project / coordinates)
+        theirs = starfile.read(DATA / "relion_dir" / Path(coordinates).relative_to("deepem"))
+        np.testing.assert_allclose(ours[[X, Y]].to_numpy(float), theirs[[X, Y]].to_numpy(float), atol=0.01)
+
+
+def test_convert_flips_deepem_boxes_and_reports_bad_input_in_one_line(relion_project, tmp_path):
+    mics = str(relion_project / "MotionCorr/job002/Movies/*.mrc")
+    run(["deepem", "convert", str(DATA / "mic_a_deepem.box"), "--flip-y", "--micrographs", mics, "--to", "box",
+         "--box-size", "64", "-o", str(tmp_path / "boxes")])
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "boxes" / "mic_a.box"), np.loadtxt(DATA / "mic_a.box"), atol=0.01)
+    result = run(["deepem", "convert", str(DATA / "mic_a_deepem.box"), "--flip-y", "--to", "csv", "-o", str(tmp_path / "x.csv")],
+                 check=False)
+    assert result.returncode == 2 and "mic_a_deepem.box: flip_y needs the micrograph height" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.csv").exists()
+    result = run(["deepem", "convert", str(DATA / "mic_a.box"), "--to", "cryosparc", "-o", str(tmp_path / "c.star")], check=False)
+    assert result.returncode == 2 and "mic_a.box: no micrograph column; give --micrographs" in result.stderr
+
+
+def test_labels_from_a_merged_file_and_per_micrograph_files_are_the_same():
+    table = pd.DataFrame({"name": ["mic_a", "mic_b"], "height": HEIGHT, "width": WIDTH, "pixel_size": 1.0,
+                          "scale_x": 4.0, "scale_y": 4.0}).set_index("name", drop=False)
+    merged = load_labels([DATA / "topaz_picks.txt"], table, "positive label")
+    single = load_labels([DATA / "mic_a_deepem.box"], table, "positive label", flip_y=True)
+    np.testing.assert_allclose(merged["mic_a"], single["mic_a"], atol=0.01 / 4)
+    assert sorted(merged) == ["mic_a", "mic_b"] and sorted(single) == ["mic_a"]
+    with pytest.raises(DeepEMError, match="mic_a_deepem.box: 3 coordinates outside the 1000 x 100 micrograph"):
+        load_labels([DATA / "mic_a_deepem.box"], table.assign(height=100), "positive label")
