@@ -70,7 +70,9 @@ def test_changed_parameter_reruns_exactly_the_affected_jobs(finished_run):
     dry = snakemake(tmp / "config.yaml", "-n", "--config", "background_ratio=3")
     assert {"extract", "train", "pick"} <= set(_jobs(dry.stdout)) and "preprocess" not in _jobs(dry.stdout)
     dry = snakemake(tmp / "config.yaml", "-n", "--config", f"relion_project={tmp}")
-    assert sorted(set(_jobs(dry.stdout))) == ["all", "evaluate", "final_picks", "gather", "provenance", "rounds_summary"]
+    assert sorted(set(_jobs(dry.stdout))) == [
+        "all", "evaluate", "final_picks", "gallery", "gather", "provenance", "rounds_summary", "score_histogram"
+    ]
 
 
 def test_gather_refuses_when_a_pick_file_is_missing(finished_run, tmp_path):
