@@ -70,18 +70,21 @@ class Runner:
         timefile = done.with_suffix(".time")
         logfile = done.with_suffix(".log")
         done.parent.mkdir(parents=True, exist_ok=True)
-        full = ["/usr/bin/time", "-f", "%e %M", "-o", str(timefile), "taskset", "-c", self.cores, *cmd]
+        full = ["/usr/bin/time", "-f", "%e %M %U %S", "-o", str(timefile), "taskset", "-c", self.cores, *cmd]
         log(f"  [{name}] {shlex.join(cmd)}")
+        load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
         with open(logfile, "w") as out:
             proc = subprocess.run(full, stdout=out, stderr=subprocess.STDOUT, env=self.env)
         wall = time.perf_counter() - t0
         if proc.returncode:
             sys.exit(f"{name} failed (exit {proc.returncode}); see {logfile}")
-        peak_kb = float(timefile.read_text().split()[-1])
-        rec = {"s": wall, "peak_mb": peak_kb / 1024, "cmd": shlex.join(cmd)}
+        _, peak_kb, user, system = (float(v) for v in timefile.read_text().split()[-4:])
+        rec = {"s": wall, "peak_mb": peak_kb / 1024, "cpu_s": user + system,
+               "load": [load0, os.getloadavg()[0]], "cmd": shlex.join(cmd)}
         done.write_text(json.dumps(rec, indent=1) + "\n")
-        log(f"  [{name}] {wall:.1f} s, peak {rec['peak_mb']:.0f} MB")
+        log(f"  [{name}] {wall:.1f} s (cpu {rec['cpu_s']:.1f} s), peak {rec['peak_mb']:.0f} MB, "
+            f"load average {load0:.1f} -> {rec['load'][1]:.1f}")
         return rec
 
 
@@ -245,6 +248,7 @@ def main():
 
     def topaz_extract(tag, model):
         recs = {}
+        (out / f"topaz/{tag}").mkdir(parents=True, exist_ok=True)
         for split, files in (("test", tpre["test"]), ("thr", tpre["train"][: len(thr_mics)])):
             recs[split] = run(f"topaz extract {tag} {split}", [topaz, "extract", "-m", model, "-r", t_radius, "-x", scale,
                               "-t", -6, "-p", args.topaz_patch, "-j", args.threads, "-d", -1,
