@@ -227,6 +227,9 @@ def main():
     def per_mic(rec, n):
         return rec["s"] / n
 
+    def cpu(*recs):  # CPU seconds (user + sys): less sensitive than wall time to other load on the cores
+        return sum(r.get("cpu_s", float("nan")) for r in recs)
+
     # -------- preprocessing (label independent): deepem and Topaz, train and test micrographs apart
     log("preprocess")
     dp = {}
@@ -267,6 +270,7 @@ def main():
                       "prep_s_mic": per_mic(tp["test"], len(test)), "train_s": 0.0,
                       "pick_s_mic": per_mic(recs["test"], len(test)),
                       "prep_mb": tp["test"]["peak_mb"], "train_mb": 0.0, "pick_mb": recs["test"]["peak_mb"],
+                      "mic_cpu_s": cpu(tp["test"], recs["test"]) / len(test), "train_cpu_s": 0.0,
                       "train_note": "none"}
     curves["topaz-pretrained"] = (curve, metrics)
 
@@ -310,6 +314,7 @@ def main():
                      "prep_s_mic": per_mic(dp["test"], len(test)), "train_s": ex["s"] + tr["s"],
                      "pick_s_mic": per_mic(pk, len(test)), "prep_mb": dp["test"]["peak_mb"],
                      "train_mb": max(ex["peak_mb"], tr["peak_mb"]), "pick_mb": pk["peak_mb"],
+                     "mic_cpu_s": cpu(dp["test"], pk) / len(test), "train_cpu_s": cpu(ex, tr),
                      "train_note": "extract + train" + (" + mining" if mine else "")})
         curves[f"deepem {label}"] = (curve, metrics)
 
@@ -332,6 +337,7 @@ def main():
                      "prep_s_mic": per_mic(tp["test"], len(test)), "train_s": tt["s"],
                      "pick_s_mic": per_mic(recs["test"], len(test)), "prep_mb": tp["test"]["peak_mb"],
                      "train_mb": tt["peak_mb"], "pick_mb": recs["test"]["peak_mb"],
+                     "mic_cpu_s": cpu(tp["test"], recs["test"]) / len(test), "train_cpu_s": cpu(tt),
                      "train_note": f"{args.topaz_epochs} x {args.topaz_epoch_size} updates"})
         curves[f"topaz-trained {label}"] = (curve, metrics)
 
@@ -339,7 +345,8 @@ def main():
 
 
 COLUMNS = ["dataset", "labels", "tool", "threshold", "picks", "precision", "recall", "f1", "average_precision",
-           "best_f1", "prep_s_mic", "pick_s_mic", "mic_s", "train_s", "prep_mb", "pick_mb", "train_mb", "train_note"]
+           "best_f1", "prep_s_mic", "pick_s_mic", "mic_s", "train_s", "prep_mb", "pick_mb", "train_mb", "mic_cpu_s",
+           "train_cpu_s", "train_note"]
 
 
 def report(rows, curves, out, name, args):
@@ -356,7 +363,8 @@ def report(rows, curves, out, name, args):
             r = {"dataset": name, "labels": label, "tool": f"deepem/{other}"}
             for k in ("f1", "average_precision", "best_f1"):
                 r[k] = dm[k] - t[k]  # differences, not ratios
-            for k in ("prep_s_mic", "pick_s_mic", "mic_s", "train_s", "prep_mb", "pick_mb", "train_mb"):
+            for k in ("prep_s_mic", "pick_s_mic", "mic_s", "train_s", "prep_mb", "pick_mb", "train_mb", "mic_cpu_s",
+                      "train_cpu_s"):
                 r[k] = dm[k] / t[k] if t[k] else float("nan")
             r["train_note"] = "ratios (s, MB); F1/AP/best F1 as deepem minus Topaz"
             ratios.append(r)
