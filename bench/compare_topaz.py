@@ -396,6 +396,7 @@ def report(rows, curves, out, name, args):
             r["train_note"] = "ratios (s, MB); F1/AP/best F1 as deepem minus Topaz"
             ratios.append(r)
     table = pd.concat([table, pd.DataFrame(ratios)], ignore_index=True)[COLUMNS]
+    table["picks"] = table["picks"].astype("Int64")
     table.to_csv(out / "comparison.tsv", sep="\t", index=False, float_format="%.4g")
     with pd.option_context("display.width", 250, "display.max_columns", 40, "display.float_format", "{:.3g}".format):
         log(f"\n{name}: threads {args.threads}, Topaz train {args.topaz_epochs} epochs x {args.topaz_epoch_size} "
