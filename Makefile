@@ -17,7 +17,7 @@ lint: $(VENV)/.installed
 
 # deepem vs Topaz on ../shared/data (bgal, syn19hc), full and 30 % labels; creates bench/.topaz if missing.
 # Topaz is trained for TOPAZ_BUDGET updates (its default, 10 x 1000, measured at ~1.9 s per update
-# here, would take ~5 h per training). On 2 shared cores: syn19hc ~35 min; bgal several hours
+# here, would take 1.4-5 h per training). Measured on 2 shared cores: syn19hc ~32 min, bgal ~100 min
 # (Topaz extract ~130 s per 2048^2 micrograph; deepem training on ~6,500 labels).
 # Stages already done in bench/results/<dataset> are reused, so an interrupted run resumes.
 # Results: bench/results/<dataset>/{comparison.tsv,pr.png}; see bench/RESULTS.md.
