@@ -10,7 +10,7 @@ from pathlib import Path
 from deepem.dataset import expand, match_labels, micrograph_names
 from deepem.errors import DeepEMError
 from deepem.io.coords.detect import names_micrographs
-from deepem.io.micrograph import pixel_count
+from deepem.io.micrograph import read_header
 
 
 @dataclass
@@ -103,8 +103,16 @@ BASE_MIN, MIN_PER_MICROGRAPH = 10, 0.1
 
 def preprocess_mem_mb(paths, attempt=1):
     """MB to request for preprocessing ``paths``; unreadable files count as 4096^2 (the job reports them)."""
-    pixels = max((pixel_count(p) or DEFAULT_PIXELS for p in paths), default=DEFAULT_PIXELS)
+    pixels = max((_pixels(p) for p in paths), default=DEFAULT_PIXELS)
     return int(attempt * (BASE_MB + BYTES_PER_PIXEL * pixels / 1e6))
+
+
+def _pixels(path):
+    try:
+        height, width, _ = read_header(path)
+    except DeepEMError:
+        return DEFAULT_PIXELS
+    return height * width
 
 
 def runtime_min(n_micrographs, attempt=1):

@@ -95,14 +95,3 @@ def write_mrc(path, image, pixel_size, label="deepem"):
         mrc.voxel_size = pixel_size
         mrc.header.label[0] = label
 
-
-def pixel_count(path):
-    """Pixels of a micrograph from its header alone (MRC) or image size; None when unreadable."""
-    try:
-        if Path(path).suffix.lower() in IMAGE_SUFFIXES:
-            with Image.open(path) as img:
-                return img.width * img.height
-        with mrcfile.open(path, header_only=True, permissive=True) as mrc:
-            return int(mrc.header.nx) * int(mrc.header.ny)
-    except (OSError, ValueError, AttributeError):
-        return None
