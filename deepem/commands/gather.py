@@ -50,12 +50,11 @@ def add_args(parser):
 
 def locate(names, directories, filename):
     """``{name: path}`` of ``filename.format(name)`` in the directories; error naming what is missing."""
+    wanted = {filename.format(name=name): name for name in names}
     found = {}
-    for d in map(Path, directories):
-        for name in names:
-            path = d / filename.format(name=name)
-            if path.is_file():
-                found[name] = path
+    for d in map(Path, directories):  # one listing per directory, not one stat per micrograph and shard
+        present = {path.name for path in d.iterdir()} if d.is_dir() else set()
+        found.update((name, d / f) for f, name in wanted.items() if f in present)
     missing = [n for n in names if n not in found]
     if missing:
         raise DeepEMError(
