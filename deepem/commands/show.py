@@ -38,15 +38,29 @@ def add_args(parser):
     parser.add_argument("--max-size", type=int, default=1024, help="longer side of the drawn image in px (default 1024)")
 
 
-def rows_of(path, name):
-    """``(xy, scores or None)`` of micrograph ``name`` in a coordinate file."""
+def read_rows(path):
+    """``{micrograph name: (xy, scores or None)}`` of a coordinate file, read once for all micrographs.
+
+    A file without rlnMicrographName (per-micrograph STAR, .box) is keyed ``None``: it applies to any.
+    """
     if Path(path).suffix.lower() != ".star":
-        return read_coordinates(path), None
+        return {None: (read_coordinates(path), None)}
     table = read_star_table(path)
-    if MIC in table.columns:
-        table = table[table[MIC].map(lambda p: Path(p).stem) == name]
-    scores = table[SCORE].to_numpy(float) if SCORE in table.columns else None
-    return table[[X, Y]].to_numpy(float), scores
+    scored = SCORE in table.columns
+
+    def split(rows):
+        return rows[[X, Y]].to_numpy(float), (rows[SCORE].to_numpy(float) if scored else None)
+
+    if MIC not in table.columns:
+        return {None: split(table)}
+    rows = {name: split(group) for name, group in table.groupby(table[MIC].map(lambda p: Path(p).stem))}
+    rows[None] = split(table.iloc[:0])  # a micrograph the merged file does not name: no rows
+    return rows
+
+
+def rows_of(rows, name):
+    """``(xy, scores or None)`` of micrograph ``name`` from :func:`read_rows`."""
+    return rows.get(name, rows[None])
 
 
 def not_among(xy, others, tolerance=1.0):
@@ -65,16 +79,16 @@ def radius_px(path, diameter, pixel_size, header_px):
     return 0.5 * diameter / pixel_size
 
 
-def show(path, args, output):
+def show(path, args, output, picks, candidates):
     name = Path(path).stem
     image, header_px = read_micrograph(path)
-    xy, scores = rows_of(args.picks, name)
+    xy, scores = rows_of(picks, name)
     rejected = np.zeros((0, 2))
     if args.threshold is not None and scores is not None:
         low = scores < args.threshold
         rejected, xy, scores = xy[low], xy[~low], scores[~low]
-    if args.candidates:
-        cand, _ = rows_of(args.candidates, name)
+    if candidates is not None:
+        cand, _ = rows_of(candidates, name)
         rejected = np.concatenate([rejected, cand[not_among(cand, xy)]])
     title = f"{name}: {len(xy)} picks" + (f", {len(rejected)} rejected" if len(rejected) else "")
     save_overlay(
@@ -90,7 +104,9 @@ def main(args):
     names = [Path(p).stem for p in args.micrographs]
     if len(set(names)) < len(names):
         raise DeepEMError("two micrographs share a file name; their overlays would overwrite each other")
+    picks = read_rows(args.picks)
+    candidates = read_rows(args.candidates) if args.candidates else None
     for path in progress(args.micrographs, "show"):
         output = args.output or Path(args.outdir) / f"{Path(path).stem}.png"
-        picks, rejected = show(path, args, output)
-        print(f"{Path(path).stem}: {picks} picks, {rejected} rejected -> {output}")
+        n_picks, rejected = show(path, args, output, picks, candidates)
+        print(f"{Path(path).stem}: {n_picks} picks, {rejected} rejected -> {output}")
