@@ -26,11 +26,14 @@ def pad_for_scoring(image, box):
 
 @torch.no_grad()
 def rotation_averaged_scores(net, padded):
-    """Mean sigmoid score over 0/90/180/270 degree rotations of every box (tensor ``(1, 1, H, W)``)."""
+    """Mean sigmoid score over 0/90/180/270 degree rotations of every box (tensor ``(1, 1, H, W)``).
+
+    The sigmoid is taken in float64 so that strong picks near 1 keep distinct, rankable scores.
+    """
     total = None
     for k in range(4):
         logits = net.dense_logits(torch.rot90(padded, k, dims=(2, 3)))
-        score = torch.rot90(torch.sigmoid(logits), -k, dims=(2, 3))
+        score = torch.rot90(torch.sigmoid(logits.double()), -k, dims=(2, 3))
         total = score if total is None else total + score
     return total[0, 0] / 4
 
@@ -44,7 +47,7 @@ def score_map(net, image, tile=768, device="cpu"):
     box = net.arch.box
     padded, (rows, cols) = pad_for_scoring(image, box)
     full = torch.from_numpy(np.ascontiguousarray(padded))
-    out = np.empty((rows, cols), dtype=np.float32)
+    out = np.empty((rows, cols), dtype=np.float64)
     for r0 in range(0, rows, tile):
         r1 = min(rows, r0 + tile)
         for c0 in range(0, cols, tile):

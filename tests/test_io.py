@@ -5,6 +5,7 @@ from PIL import Image
 
 from deepem.errors import DeepEMError
 from deepem.io.coords import SCORE, X, Y, picks_table, read_coordinates, read_star_table, write_star
+from deepem.io.coords.star import star_writer
 from deepem.io.micrograph import read_micrograph, write_mrc
 
 
@@ -16,6 +17,17 @@ def test_star_round_trip_and_reproducible(tmp_path):
     table = read_star_table(tmp_path / "a.star")
     np.testing.assert_allclose(table[[X, Y]].to_numpy(), xy, atol=1e-3)
     np.testing.assert_allclose(table[SCORE], [0.9, 0.1])
+
+
+def test_strong_scores_stay_distinct(tmp_path):
+    """Scores near 1 keep 6 decimals in every STAR writer, so strong picks still rank."""
+    scores = [0.999991, 0.999972, 0.9]
+    table = picks_table(np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), scores)
+    write_star(tmp_path / "a.star", table, float_format="%.3f")
+    with star_writer(tmp_path / "b.star", [X, Y, SCORE]) as append:
+        append(table)
+    for name in ("a.star", "b.star"):
+        np.testing.assert_allclose(read_star_table(tmp_path / name)[SCORE], scores, atol=5e-7)
 
 
 def test_empty_star_round_trip(tmp_path):

@@ -11,7 +11,7 @@ import pandas as pd
 from deepem.errors import DeepEMError
 from deepem.io.atomic import atomic_path
 from deepem.io.coords.columns import MIC, SCORE, X, Y
-from deepem.io.coords.star import write_rows
+from deepem.io.coords.star import formats_for, write_rows
 
 ALIASES = {
     "x": X, "x_coord": X, "y": Y, "y_coord": Y, "score": SCORE,
@@ -41,7 +41,9 @@ def writer(path, options):
     with atomic_path(path) as tmp, open(tmp, "w") as fh:
         fh.write(",".join(columns) + "\n")
 
+        names = [X, Y, SCORE] if options.scored else [X, Y]
+
         def add(name, source, table):
-            write_rows(fh, [source] + [table[c] for c in ([X, Y, SCORE] if options.scored else [X, Y])], sep=",")
+            write_rows(fh, [source] + [table[c] for c in names], formats_for([MIC] + names), sep=",")
 
         yield add

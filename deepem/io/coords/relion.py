@@ -21,7 +21,7 @@ import pandas as pd
 from deepem.errors import DeepEMError
 from deepem.io.atomic import atomic_directory
 from deepem.io.coords.columns import COORDINATE_FILE, MIC, OPTICS_GROUP, PIXEL_SIZE, SCORE, X, Y
-from deepem.io.coords.star import coordinate_loop, loop_header, read_blocks, star_writer, write_rows
+from deepem.io.coords.star import coordinate_loop, formats_for, loop_header, read_blocks, star_writer, write_rows
 
 INDEX, COORDINATES = "autopick.star", "coordinates"
 
@@ -89,7 +89,7 @@ def directory_writer(directory, options):
             filename = f"{name}_autopick.star"
             with open(tmp / filename, "w") as fh:
                 fh.write(loop_header(columns))
-                write_rows(fh, [table[c] for c in columns])
+                write_rows(fh, [table[c] for c in columns], formats_for(columns))
             coordinates = project_path(directory / COORDINATES / filename, project)
             append(None, **{MIC: project_path(source, project), COORDINATE_FILE: coordinates})
 

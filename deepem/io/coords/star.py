@@ -44,8 +44,13 @@ def read_by_micrograph(path):
     return {n: (g[[X, Y]].to_numpy(float), g[SCORE].to_numpy(float)) for n, g in table.groupby(names)}
 
 
+SCORE_FORMAT = "%.6f"  # scores saturate near 1: 3 decimals would tie many strong picks
+
+
 def write_star(path, table, float_format="%.2f"):
-    """Write a one-loop STAR file atomically and reproducibly (no timestamp line)."""
+    """Write a one-loop STAR file atomically and reproducibly (no timestamp line); scores in SCORE_FORMAT."""
+    if SCORE in table.columns and len(table):
+        table = table.assign(**{SCORE: [SCORE_FORMAT % v for v in table[SCORE].to_numpy(float).tolist()]})
     with atomic_path(path) as tmp:
         starfile.write(table, tmp, float_format=float_format, overwrite=True)
         text = Path(tmp).read_text()
@@ -63,15 +68,22 @@ def _texts(column, rows, float_format):
     return [float_format % v for v in values.tolist()] if values.dtype.kind == "f" else values.tolist()
 
 
+def formats_for(names, float_format="%.3f"):
+    """Per-column float formats: SCORE_FORMAT for the score column, ``float_format`` for the rest."""
+    return [SCORE_FORMAT if n == SCORE else float_format for n in names]
+
+
 def write_rows(fh, columns, float_format="%.3f", sep="\t"):
-    """Append rows to an open STAR loop or text file, from columns: arrays (floats in ``float_format``)
-    or a string for every row (one row when every column is a string).
+    """Append rows to an open STAR loop or text file, from columns: arrays (floats in ``float_format``,
+    or in the matching one of a list of formats) or a string for every row (one row when every
+    column is a string).
 
     The text ``DataFrame.to_csv`` writes for finite numbers, several times faster on small tables
     (gather writes every format for every micrograph).
     """
     rows = next((len(c) for c in columns if not isinstance(c, str)), 1)
-    texts = [_texts(c, rows, float_format) for c in columns]
+    formats = float_format if isinstance(float_format, list) else [float_format] * len(columns)
+    texts = [_texts(c, rows, f) for c, f in zip(columns, formats)]
     csv.writer(fh, delimiter=sep, lineterminator="\n").writerows(zip(*texts))
 
 
@@ -81,10 +93,12 @@ def star_writer(path, columns, float_format="%.3f", block=""):
 
     Memory stays at one chunk however many rows are written (gathering 10 million picks).
     ``append(table, COLUMN=value)`` writes ``value`` in every row of a column the table lacks.
+    Scores are written in SCORE_FORMAT.
     """
+    formats = formats_for(columns, float_format)
     with atomic_path(path) as tmp, open(tmp, "w") as fh:
         fh.write(loop_header(columns, block))
-        yield lambda table, **fixed: write_rows(fh, [fixed[c] if c in fixed else table[c] for c in columns], float_format)
+        yield lambda table, **fixed: write_rows(fh, [fixed[c] if c in fixed else table[c] for c in columns], formats)
         fh.write("\n")
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 from deepem.errors import DeepEMError
 from deepem.io.atomic import atomic_path
 from deepem.io.coords.columns import MIC, SCORE, X, Y
-from deepem.io.coords.star import write_rows
+from deepem.io.coords.star import formats_for, write_rows
 
 COLUMNS = {"image_name": MIC, "x_coord": X, "y_coord": Y, "score": SCORE}
 
@@ -33,4 +33,5 @@ def writer(path, options):
     columns = ["image_name", "x_coord", "y_coord"] + (["score"] if options.scored else [])
     with atomic_path(path) as tmp, open(tmp, "w") as fh:
         fh.write("\t".join(columns) + "\n")
-        yield lambda name, source, table: write_rows(fh, [name] + [table[COLUMNS[c]] for c in columns[1:]])
+        names = [COLUMNS[c] for c in columns[1:]]
+        yield lambda name, source, table: write_rows(fh, [name] + [table[n] for n in names], formats_for([MIC] + names))
