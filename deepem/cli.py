@@ -17,11 +17,12 @@ COMMANDS = [
 ]
 
 
-def build_parser():
+def build_parser(only=None):
+    """The parser for every subcommand, or for ``only`` that one (its module alone is imported)."""
     parser = argparse.ArgumentParser(prog="deepem", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"deepem {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
+    for name in [only] if only else COMMANDS:
         module = importlib.import_module(f"deepem.commands.{name}")
         doc = module.__doc__ or ""
         p = sub.add_parser(
@@ -33,7 +34,8 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv[0] if argv and argv[0] in COMMANDS else None).parse_args(argv)
     try:
         args.func(args)
     except DeepEMError as exc:

@@ -1,9 +1,6 @@
 """Arguments and helpers shared by several subcommands."""
 
-import torch
-
 from deepem.errors import DeepEMError
-from deepem.model import design
 
 
 def add_geometry_args(parser):
@@ -29,14 +26,30 @@ def add_device_arg(parser):
 
 
 def set_threads(n):
+    import torch  # here, not at the top: commands without a network start faster without torch
+
     torch.set_num_threads(max(1, n))
 
 
 def resolve_device(name):
     """A torch device; asking for CUDA where there is none is an error, never a silent CPU run."""
+    import torch
+
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise DeepEMError(f"device '{name}' requested but CUDA is not available on this node; use device: cpu")
     return torch.device(name)
+
+
+def parse_threshold(text):
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not 0 < value < 1:
+        raise DeepEMError(f"threshold {text!r}: use 'auto' or a number between 0 and 1")
+    return value
 
 
 MAPS = {"faithful": (6, 12, 12), "modern": (12, 24, 24)}
@@ -50,4 +63,6 @@ def add_arch_args(parser):
 
 def architecture(particle_px, box_scale, mode):
     """The network for a particle of ``particle_px`` working pixels and a box ``box_scale`` times wider."""
+    from deepem.model import design
+
     return design(int(round(particle_px * box_scale)), maps=MAPS[mode])

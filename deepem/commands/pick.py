@@ -20,7 +20,6 @@ import pandas as pd
 
 from deepem import model
 from deepem.commands import common
-from deepem.commands.train import parse_threshold
 from deepem.io import manifest
 from deepem.io.atomic import atomic_directory
 from deepem.io.coords import MIC, picks_table, write_star
@@ -48,7 +47,7 @@ def main(args):
     common.set_threads(args.threads)
     device = common.resolve_device(args.device)
     net, ckpt = model.load(args.model, device)
-    threshold = parse_threshold(args.threshold) or ckpt["threshold"]
+    threshold = common.parse_threshold(args.threshold) or ckpt["threshold"]
     min_distance = args.min_distance * ckpt["particle_px"]
     edge = args.edge * ckpt["particle_px"]
     table = manifest.read([args.preprocessed])

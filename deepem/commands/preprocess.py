@@ -44,7 +44,6 @@ def check_geometry(path, shape, pixel_size, diameter, particle_px):
 
 
 def main(args):
-    common.set_threads(args.threads)
     working = args.diameter / args.particle_px
     rows = []
     start = time.time()

@@ -20,7 +20,6 @@ import torch
 from deepem import model, plots, provenance
 from deepem.commands import common
 from deepem.dataset import load_labels
-from deepem.errors import DeepEMError
 from deepem.io import manifest
 from deepem.io.atomic import atomic_path, write_text
 from deepem.mining import hard_negatives
@@ -46,22 +45,10 @@ def add_args(parser):
     common.add_device_arg(parser)
 
 
-def parse_threshold(text):
-    if text == "auto":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1
-    if not 0 < value < 1:
-        raise DeepEMError(f"threshold {text!r}: use 'auto' or a number between 0 and 1")
-    return value
-
-
 def main(args):
     common.set_threads(args.threads)
     device = common.resolve_device(args.device)
-    fixed = parse_threshold(args.threshold)
+    fixed = common.parse_threshold(args.threshold)
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     x, y, val, meta = load_patches(args.patches)
