@@ -322,7 +322,8 @@ def main():
                  "--particle-px", cfg["particle_px"], "--box-scale", cfg["box_scale"],
                  "--background-ratio", cfg["background_ratio"], "--seed", seed, "-o", d / "deepem/patches.npz"],
                  d / "stages/deepem_extract.json")
-        mine = ["--mine", out / "deepem/preprocessed/train", "--positives", *labels] if frac >= 1 else []
+        labelled = "--mine" if frac >= 1 else "--calibrate"  # as the workflow does for labels.complete true / false
+        mine = [labelled, out / "deepem/preprocessed/train", "--positives", *labels]
         tr = run("deepem train", [deepem, "train", d / "deepem/patches.npz", *mine, "-o", d / "deepem/model",
                  "--mode", cfg["mode"], "--threshold", cfg["threshold"], "--seed", seed, "--threads", args.threads,
                  "--device", "cpu"], d / "stages/deepem_train.json")
@@ -342,7 +343,7 @@ def main():
                      "pick_s_mic": per_mic(pk, len(test)), "prep_mb": dp["test"]["peak_mb"],
                      "train_mb": max(ex["peak_mb"], tr["peak_mb"]), "pick_mb": pk["peak_mb"],
                      "mic_cpu_s": cpu(dp["test"], pk) / len(test), "train_cpu_s": cpu(ex, tr),
-                     "train_note": "extract + train" + (" + mining" if mine else "")})
+                     "train_note": "extract + train" + (" + mining" if frac >= 1 else " + calibration")})
         curves[f"deepem {label}"] = (curve, metrics)
 
         rows.append({"labels": label, **pretrained_row})

@@ -1,8 +1,9 @@
-"""Hard negatives: what a trained net wrongly picks on its own, fully labelled, micrographs.
+"""What a trained net picks on its own labelled micrographs: hard negatives and calibration maxima.
 
 On a labelled micrograph where every particle is labelled, a high-scoring local maximum far
 from every label is a false positive. Those are the most informative negatives (DeepEM's
 "rejected picks"); a second training stage on them sharpens the net and the threshold.
+Where labels are incomplete, the scores of all maxima calibrate the threshold instead.
 """
 
 import numpy as np
@@ -11,8 +12,17 @@ from scipy.spatial import cKDTree
 from deepem.io import manifest
 from deepem.io.micrograph import read_micrograph
 from deepem.patches import extract
-from deepem.picking import candidates
+from deepem.picking import CANDIDATE_FLOOR, candidates
 from deepem.progress import progress
+
+
+def maxima_scores(net, table, names, particle_px, device, floor=CANDIDATE_FLOOR):
+    """Scores of every local maximum >= ``floor`` that picking would find on the named micrographs."""
+    scores = []
+    for name in progress(sorted(names), "score labelled micrographs"):
+        image, _ = read_micrograph(manifest.working_path(table.loc[name]))
+        scores.append(candidates(net, image, 0.5 * particle_px, 0.5 * particle_px, floor, device=device)[1])
+    return np.concatenate(scores) if scores else np.zeros(0)
 
 
 def hard_negatives(net, table, positives, particle_px, device, per_positive=1.0, floor=0.1):

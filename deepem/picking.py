@@ -13,6 +13,8 @@ from scipy.spatial import cKDTree
 
 from deepem.model import STRIDE
 
+CANDIDATE_FLOOR = 0.05  # lowest score of a candidate: what precision-recall analysis and calibration see
+
 
 def pad_for_scoring(image, box):
     """Reflect-pad so every working pixel on the stride grid is a box centre; see the module doc."""

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from deepem.model import design
-from deepem.training import best_f1_threshold, train
+from deepem.training import best_f1_threshold, mixture_threshold, train
 
 
 def _toy_patches(n=320, box=40, seed=0):
@@ -49,3 +49,16 @@ def test_best_f1_threshold_cuts_between_the_classes():
     labels = np.array([1, 1, 1, 0, 0, 0])
     choice = best_f1_threshold(scores, labels)
     assert choice["f1"] == 1.0 and choice["threshold"] == 0.55
+
+
+def test_mixture_threshold_splits_background_from_particles():
+    rng = np.random.default_rng(0)
+    background = rng.normal(-4, 1.0, 900)  # logits of maxima: many weak background maxima
+    particles = rng.normal(3, 1.0, 100)  # fewer, strong particle maxima
+    t = mixture_threshold(1 / (1 + np.exp(-np.r_[background, particles])))
+    logit = np.log(t / (1 - t))
+    assert -2 < logit < 1.5
+    assert (particles > logit).mean() > 0.95 and (background < logit).mean() > 0.95
+    # the split follows the modes: shifting every logit by +2 shifts the threshold's logit by about +2
+    shifted = mixture_threshold(1 / (1 + np.exp(-(np.r_[background, particles] + 2))))
+    assert abs(np.log(shifted / (1 - shifted)) - logit - 2) < 0.2

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import mrcfile
 import starfile
+import torch
 
 from conftest import run, snakemake, write_config
 from deepem.io.coords import MIC, SCORE, X, Y, read_coordinates, read_star_table
@@ -244,7 +245,8 @@ def test_bad_input_fails_clearly_without_partial_outputs(case, tiny_dataset, tmp
 @pytest.fixture(scope="module")
 def two_rounds(tiny_dataset, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rounds")
-    config = write_config(tmp, tiny_dataset, rounds=2)
+    labels = {"positives": str(tiny_dataset / "labels" / "*.star"), "negatives": None, "complete": False}
+    config = write_config(tmp, tiny_dataset, rounds=2, labels=labels)
     snakemake(config)
     return tmp, config
 
@@ -265,6 +267,17 @@ def test_round_two_trains_on_round_one_picks_and_hard_negatives(two_rounds):
     table = (results / "rounds.tsv").read_text()
     assert table.splitlines()[0].startswith("round\tmicrographs\tprecision")
     assert (results / "rounds.png").stat().st_size > 1000
+
+
+def test_threshold_method_follows_label_completeness(finished_run, two_rounds):
+    """Complete labels: held-out patches set the threshold; incomplete: the maxima on labelled micrographs."""
+    complete = torch.load(finished_run[0] / "results/round_1/model/model.pt", weights_only=False)
+    incomplete = torch.load(two_rounds[0] / "results/round_1/model/model.pt", weights_only=False)
+    assert complete["auto_threshold"]["method"] == "held-out patches"
+    assert incomplete["auto_threshold"]["method"] == "maxima split" and incomplete["auto_threshold"]["maxima"] > 0
+    assert incomplete["threshold"] == incomplete["auto_threshold"]["threshold"]
+    log = (two_rounds[0] / "results/logs/round_1/train.log").read_text()
+    assert "hard negatives" not in log and "split of" in log
 
 
 def test_one_more_round_reruns_only_that_round(two_rounds):

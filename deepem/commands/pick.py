@@ -24,7 +24,7 @@ from deepem.io import manifest
 from deepem.io.atomic import atomic_directory
 from deepem.io.coords import MIC, picks_table, write_star
 from deepem.io.micrograph import read_micrograph
-from deepem.picking import candidates
+from deepem.picking import CANDIDATE_FLOOR, candidates
 from deepem.progress import progress
 
 
@@ -37,7 +37,9 @@ def add_args(parser):
     parser.add_argument(
         "--edge", type=float, default=0.5, help="drop picks closer to the edge than this many diameters (default 0.5)"
     )
-    parser.add_argument("--floor", type=float, default=0.05, help="lowest score kept in candidates.star")
+    parser.add_argument(
+        "--floor", type=float, default=CANDIDATE_FLOOR, help=f"lowest score kept in candidates.star (default {CANDIDATE_FLOOR})"
+    )
     parser.add_argument("--tile", type=int, default=768, help="score-map tile size in cells (memory bound)")
     common.add_threads_arg(parser)
     common.add_device_arg(parser)

@@ -2,9 +2,11 @@
 
 Writes OUTDIR/model.pt (weights, architecture, chosen threshold), OUTDIR/training.tsv and
 OUTDIR/training.png (loss and validation accuracy per epoch) and OUTDIR/run.json (arguments,
-versions, device). With ``--threshold auto`` the score threshold maximising F1 on the
-held-out patches is chosen and logged. With --mine, a second stage adds hard negatives
-(see 'hard negatives' below). A killed run resumes from its last epoch.
+versions, device). With ``--threshold auto`` the threshold is chosen and logged: the score
+maximising F1 on the held-out patches, or, with --calibrate (labels incomplete), the split
+between the background and particle modes of the maxima on the labelled micrographs. With
+--mine, a second stage adds hard negatives (see 'labelled micrographs' below). A killed run
+resumes from its last epoch.
 
 Example:
     deepem train results/round_1/patches.npz -o results/round_1/model --mode modern --seed 1
@@ -22,8 +24,9 @@ from deepem.commands import common
 from deepem.dataset import load_labels
 from deepem.io import manifest
 from deepem.io.atomic import atomic_path, write_text
-from deepem.mining import hard_negatives
-from deepem.training import RECIPES, best_f1_threshold, load_patches, rotation_averaged, train
+from deepem.errors import DeepEMError
+from deepem.mining import hard_negatives, maxima_scores
+from deepem.training import RECIPES, best_f1_threshold, load_patches, mixture_threshold, rotation_averaged, train
 
 
 def add_args(parser):
@@ -34,10 +37,12 @@ def add_args(parser):
     parser.add_argument("--threshold", default="auto", help="'auto' (best F1 on held-out patches) or a score in (0, 1)")
     parser.add_argument("--seed", type=int, default=0)
     mine = parser.add_argument_group(
-        "hard negatives", "when the labelled micrographs are fully labelled: score them after training, "
-        "add the strongest maxima far from every label as negatives and train on"
+        "labelled micrographs", "scored after training. Fully labelled (--mine): the strongest maxima far from "
+        "every label become negatives of a second stage. Incompletely labelled (--calibrate): the scores of "
+        "all maxima set the automatic threshold"
     )
     mine.add_argument("--mine", nargs="*", default=[], metavar="DIR", help="preprocessing shard directories")
+    mine.add_argument("--calibrate", nargs="*", default=[], metavar="DIR", help="preprocessing shard directories")
     mine.add_argument("--positives", nargs="*", default=[], help="the positive label files used for the patches")
     mine.add_argument("--mine-epochs", type=int, help="epochs of the second stage (default: a third of --epochs)")
     common.add_flip_y_arg(mine)
@@ -72,13 +77,22 @@ def main(args):
             checkpoint=outdir / "checkpoint_hard.pt", start=(net, history),
         )
     scores = rotation_averaged(net, x[val].to(device)).cpu().numpy()
-    choice = best_f1_threshold(scores, y[val].numpy())
-    threshold = choice["threshold"] if fixed is None else fixed
-    print(
-        f"threshold {threshold:.4f} ({'auto: ' if fixed is None else 'fixed; auto would be '}"
-        f"best F1 {choice['f1']:.3f} on {len(scores)} held-out patches at {choice['threshold']:.4f}, "
-        f"precision {choice['precision']:.3f}, recall {choice['recall']:.3f})"
+    patches = best_f1_threshold(scores, y[val].numpy())
+    choice = {"method": "held-out patches", **patches}
+    how = (
+        f"best F1 {patches['f1']:.3f} on {len(scores)} held-out patches at {patches['threshold']:.4f}, "
+        f"precision {patches['precision']:.3f}, recall {patches['recall']:.3f}"
     )
+    if args.calibrate:
+        table = manifest.read(args.calibrate)
+        labelled = load_labels(args.positives, table, "positive label", args.flip_y)
+        maxima = maxima_scores(net, table, labelled, meta["particle_px"], device)
+        if len(maxima) < 2:
+            raise DeepEMError(f"{args.calibrate[0]}: too few score maxima on the labelled micrographs to calibrate")
+        choice = {"method": "maxima split", "threshold": mixture_threshold(maxima), "maxima": len(maxima), "patches": patches}
+        how = f"split of {len(maxima)} maxima on {len(labelled)} labelled micrographs; held-out patches: {how}"
+    threshold = choice["threshold"] if fixed is None else fixed
+    print(f"threshold {threshold:.4f} ({'auto: ' if fixed is None else 'fixed; auto would be '}{how})")
     with atomic_path(outdir / "model.pt") as tmp:
         model.save(tmp, net.cpu(), {"threshold": threshold, "auto_threshold": choice, "particle_px": meta["particle_px"]})
     with atomic_path(outdir / "training.tsv") as tmp:

@@ -51,6 +51,11 @@ def mining_shards():
     return preprocessed_shards() if config["labels"]["complete"] else []
 
 
+def calibration_shards():
+    """Preprocessed shards whose labelled micrographs set the threshold: only when labels are incomplete."""
+    return [] if config["labels"]["complete"] else preprocessed_shards()
+
+
 def pick_shards(wildcards):
     return scatter.shard(f"{RESULTS}/round_{wildcards.round}/picks/{{scatteritem}}")
 

@@ -2,6 +2,7 @@ rule train:
     input:
         patches=f"{RESULTS}/round_{{round}}/patches.npz",
         mine=mining_shards(),
+        calibrate=calibration_shards(),
         positives=DATASET.positives,
     output:
         model=f"{RESULTS}/round_{{round}}/model/model.pt",
@@ -33,6 +34,6 @@ rule train:
     conda:
         ENV
     shell:
-        "deepem train {input.patches} --mine {input.mine} --positives {input.positives} -o {params.outdir} --mode {params.mode} {params.epochs} "
+        "deepem train {input.patches} --mine {input.mine} --calibrate {input.calibrate} --positives {input.positives} -o {params.outdir} --mode {params.mode} {params.epochs} "
         "--threshold {params.threshold} --seed {params.seed} {params.flip_y} --threads {threads} "
         "--device {params.device} > {log} 2>&1"
