@@ -224,6 +224,8 @@ def main():
     parser.add_argument("--threshold-mics", type=int, default=3,
                         help="training micrographs Topaz's threshold is chosen on (each costs one extract)")
     parser.add_argument("--seed", type=int, default=0, help="label subset seed (bench/dataset_config.py)")
+    parser.add_argument("--throughput", type=int, default=0, metavar="N",
+                        help="also time preprocess + pick of N micrographs (the dataset's, cycled) per tool")
     args = parser.parse_args()
 
     root = Path(args.dataset).resolve()
@@ -370,6 +372,54 @@ def main():
         curves[f"topaz-trained {label}"] = (curve, metrics)
 
     report(rows, curves, out, spec["name"], args)
+    if args.throughput:
+        throughput(run, deepem, topaz, args, cfg, out, mics, mrc, px, diameter, scale, t_radius)
+
+
+def throughput(run, deepem, topaz, args, cfg, out, mics, mrc, px, diameter, scale, t_radius):
+    """Seconds per micrograph over ``--throughput`` micrographs: start-up amortised as in a long shard.
+
+    The dataset's micrographs, cycled and linked under new names, are preprocessed and picked in one
+    process per stage by deepem (full-label model) and by Topaz (its model trained on full labels;
+    the pretrained resnet16 is several times slower still, see the main table).
+    """
+    label = f"labels_{max(args.fractions):g}"
+    model_t = out / f"{label}/topaz/model_epoch{args.topaz_epochs}.sav"
+    names = sorted(mics)
+    d = out / f"throughput_{args.throughput}"
+    for tool, src in (("deepem", mics), ("topaz", mrc)):
+        (d / f"{tool}/in").mkdir(parents=True, exist_ok=True)
+        for i in range(args.throughput):
+            n = names[i % len(names)]
+            link = d / f"{tool}/in/{n}_{i:04d}{Path(src[n]).suffix}"
+            if not link.exists():
+                link.symlink_to(Path(src[n]).resolve())
+    inputs = {t: sorted((d / f"{t}/in").iterdir()) for t in ("deepem", "topaz")}
+    recs = {
+        "deepem preprocess": run("deepem preprocess throughput", [
+            deepem, "preprocess", *inputs["deepem"], "-o", d / "deepem/preprocessed", "--pixel-size", px,
+            "--diameter", diameter, "--particle-px", cfg["particle_px"], "--threads", args.threads],
+            d / "stages/deepem_preprocess.json"),
+        "deepem pick": run("deepem pick throughput", [
+            deepem, "pick", "--model", out / f"{label}/deepem/model/model.pt", "--preprocessed", d / "deepem/preprocessed",
+            "-o", d / "deepem/picks", "--threads", args.threads, "--device", "cpu"], d / "stages/deepem_pick.json"),
+        "topaz preprocess": run("topaz preprocess throughput", [
+            topaz, "preprocess", "-s", scale, "-j", args.threads, "-d", -1, "-o", d / "topaz/preprocessed",
+            *inputs["topaz"]], d / "stages/topaz_preprocess.json"),
+    }
+    recs["topaz extract"] = run("topaz extract throughput", [
+        topaz, "extract", "-m", model_t, "-r", t_radius, "-x", scale, "-t", -6, "-p", args.topaz_patch, "-j",
+        args.threads, "-d", -1, "-o", d / "topaz/picks.txt", *sorted((d / "topaz/preprocessed").glob("*.mrc"))],
+        d / "stages/topaz_extract.json")
+    n = args.throughput
+    per = {k: r["s"] / n for k, r in recs.items()}
+    deepem_s = per["deepem preprocess"] + per["deepem pick"]
+    topaz_s = per["topaz preprocess"] + per["topaz extract"]
+    lines = [f"{k}\t{v:.3f}\t{recs[k]['peak_mb']:.0f}" for k, v in per.items()]
+    lines += [f"deepem total\t{deepem_s:.3f}\t", f"topaz total\t{topaz_s:.3f}\t", f"topaz / deepem\t{topaz_s / deepem_s:.2f}\t"]
+    text = "stage\ts_per_micrograph\tpeak_mb\n" + "\n".join(lines) + "\n"
+    (out / "throughput.tsv").write_text(text)
+    log(f"\nthroughput over {n} micrographs (s per micrograph, peak MB):\n{text}wrote {out / 'throughput.tsv'}")
 
 
 COLUMNS = ["dataset", "labels", "tool", "threshold", "picks", "precision", "recall", "f1", "average_precision",

@@ -117,11 +117,33 @@ class DeepEMNet(nn.Module):
         return F.avg_pool2d(x, 3) if self.mode == "faithful" else F.max_pool2d(x, 3)
 
     def _features(self, x, dense):
+        if dense and self.mode == "modern" and not self.training:
+            return self._dense_inference(x)
         x = self._pool3(self._act(self.c1(x), "n1"))
         x = self._pool2(self._act(self.c3(x), "n3"), 1 if dense else 0)
         x = F.conv2d(x, self.c5.weight, self.c5.bias, dilation=2 if dense else 1)
         x = self._pool2(self._act(x, "n5"), 2 if dense else 0)
         return F.conv2d(x, self.out.weight, self.out.bias, dilation=4 if dense else 1)
+
+    def _folded(self, conv, norm):
+        """Weights and bias of ``conv`` followed by eval-mode batch norm ``norm``, as one convolution."""
+        bn = getattr(self, norm)
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        return conv.weight * scale[:, None, None, None], (conv.bias - bn.running_mean) * scale + bn.bias
+
+    def _dense_inference(self, x):
+        """The modern net's dense pass, reordered for speed with the same result.
+
+        Batch norm is folded into the convolutions, and ReLU runs after max pooling (ReLU is
+        monotonic, so it commutes with a maximum): on a third to a ninth of the values.
+        """
+        w, b = self._folded(self.c1, "n1")
+        x = F.relu(F.max_pool2d(F.conv2d(x, w, b), 3))
+        w, b = self._folded(self.c3, "n3")
+        x = F.relu(self._pool2(F.conv2d(x, w, b), 1))
+        w, b = self._folded(self.c5, "n5")
+        x = F.relu(self._pool2(F.conv2d(x, w, b, dilation=2), 2))
+        return F.conv2d(x, self.out.weight, self.out.bias, dilation=4)
 
     def forward(self, boxes):
         """Logits for a batch of boxes ``(N, 1, B, B)`` -> ``(N,)``."""

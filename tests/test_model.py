@@ -32,6 +32,9 @@ def _random_batchnorm(net):
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
+            with torch.no_grad():  # negative scales too: dense inference folds batch norm into the convolutions
+                m.weight.uniform_(-1.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
 
 
 @pytest.mark.parametrize("mode", ["faithful", "modern"])
