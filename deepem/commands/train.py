@@ -34,7 +34,7 @@ def add_args(parser):
     parser.add_argument("-o", "--outdir", required=True, help="output directory")
     parser.add_argument("--mode", choices=sorted(RECIPES), default="modern", help="default modern")
     parser.add_argument("--epochs", type=int, help="default: 20 (faithful) or 30 (modern)")
-    parser.add_argument("--threshold", default="auto", help="'auto' (best F1 on held-out patches) or a score in (0, 1)")
+    parser.add_argument("--threshold", default="auto", help="'auto' (chosen as above) or a score in (0, 1)")
     parser.add_argument("--seed", type=int, default=0)
     mine = parser.add_argument_group(
         "labelled micrographs", "scored after training. Fully labelled (--mine): the strongest maxima far from "
