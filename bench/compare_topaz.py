@@ -18,7 +18,8 @@ deepem's is its own automatic choice. Test micrographs are never used to choose 
 Scoring is deepem.metrics (Hungarian, 0.5 x diameter) for every tool. AP and best F1 rank every
 candidate: deepem's candidates.star (local maxima >= 0.05), Topaz's extract at -t -6 (its default).
 
-Writes OUTDIR/comparison.tsv and OUTDIR/pr.png and prints the table. Stages that finished in an
+Writes OUTDIR/comparison.tsv and OUTDIR/pr.png and prints the table; with --throughput N also
+OUTDIR/throughput.tsv. Stages that finished in an
 earlier run of the same OUTDIR are reused with their recorded timings (delete OUTDIR to redo).
 
     python bench/compare_topaz.py ../shared/data/syn19hc -o bench/results/syn19hc --fractions 1 0.3
@@ -380,8 +381,8 @@ def throughput(run, deepem, topaz, args, cfg, out, mics, mrc, px, diameter, scal
     """Seconds per micrograph over ``--throughput`` micrographs: start-up amortised as in a long shard.
 
     The dataset's micrographs, cycled and linked under new names, are preprocessed and picked in one
-    process per stage by deepem (full-label model) and by Topaz (its model trained on full labels;
-    the pretrained resnet16 is several times slower still, see the main table).
+    process per stage by deepem and by Topaz, each with its model for the largest label fraction (full
+    labels in `make bench`; Topaz's pretrained resnet16 is several times slower still, see the main table).
     """
     label = f"labels_{max(args.fractions):g}"
     model_t = out / f"{label}/topaz/model_epoch{args.topaz_epochs}.sav"

@@ -17,7 +17,8 @@ from deepem.progress import progress
 
 
 def maxima_scores(net, table, names, particle_px, device, floor=CANDIDATE_FLOOR):
-    """Scores of every local maximum >= ``floor`` that picking would find on the named micrographs."""
+    """Scores of every local maximum >= ``floor`` on the named micrographs, half a diameter apart
+    (picking's default spacing)."""
     scores = []
     for name in progress(sorted(names), "score labelled micrographs"):
         image, _ = read_micrograph(manifest.working_path(table.loc[name]))

@@ -135,7 +135,7 @@ class DeepEMNet(nn.Module):
         """The modern net's dense pass, reordered for speed with the same result.
 
         Batch norm is folded into the convolutions, and ReLU runs after max pooling (ReLU is
-        monotonic, so it commutes with a maximum): on a third to a ninth of the values.
+        monotonic, so it commutes with a maximum): after the first pool, on a ninth of the values.
         """
         w, b = self._folded(self.c1, "n1")
         x = F.relu(F.max_pool2d(F.conv2d(x, w, b), 3))

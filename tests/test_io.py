@@ -20,7 +20,7 @@ def test_star_round_trip_and_reproducible(tmp_path):
 
 
 def test_strong_scores_stay_distinct(tmp_path):
-    """Scores near 1 keep 6 decimals in every STAR writer, so strong picks still rank."""
+    """Scores near 1 keep 6 decimals (write_star and the streamed star_writer), so strong picks still rank."""
     scores = [0.999991, 0.999972, 0.9]
     table = picks_table(np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), scores)
     write_star(tmp_path / "a.star", table, float_format="%.3f")

@@ -54,6 +54,8 @@ def main(args):
     common.set_threads(args.threads)
     device = common.resolve_device(args.device)
     fixed = common.parse_threshold(args.threshold)
+    if (args.mine or args.calibrate) and not args.positives:
+        raise DeepEMError("--mine and --calibrate need --positives: the label files naming the labelled micrographs")
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     x, y, val, meta = load_patches(args.patches)
@@ -83,7 +85,7 @@ def main(args):
         f"best F1 {patches['f1']:.3f} on {len(scores)} held-out patches at {patches['threshold']:.4f}, "
         f"precision {patches['precision']:.3f}, recall {patches['recall']:.3f}"
     )
-    if args.calibrate:
+    if args.calibrate and fixed is None:
         table = manifest.read(args.calibrate)
         labelled = load_labels(args.positives, table, "positive label", args.flip_y)
         maxima = maxima_scores(net, table, labelled, meta["particle_px"], device)
