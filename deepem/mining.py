@@ -16,13 +16,17 @@ from deepem.picking import CANDIDATE_FLOOR, candidates
 from deepem.progress import progress
 
 
-def maxima_scores(net, table, names, particle_px, device, floor=CANDIDATE_FLOOR):
-    """Scores of every local maximum >= ``floor`` on the named micrographs, half a diameter apart
-    (picking's default spacing)."""
-    scores = []
-    for name in progress(sorted(names), "score labelled micrographs"):
+def _maxima(net, table, names, particle_px, device, floor, what):
+    """``(name, image, xy, scores)`` per named micrograph: its local maxima >= ``floor``, half a
+    diameter apart (picking's default spacing) and at least half a diameter inside the image."""
+    for name in progress(sorted(names), what):
         image, _ = read_micrograph(manifest.working_path(table.loc[name]))
-        scores.append(candidates(net, image, 0.5 * particle_px, 0.5 * particle_px, floor, device=device)[1])
+        yield name, image, *candidates(net, image, 0.5 * particle_px, 0.5 * particle_px, floor, device=device)
+
+
+def maxima_scores(net, table, names, particle_px, device, floor=CANDIDATE_FLOOR):
+    """Scores of every local maximum >= ``floor`` on the named micrographs."""
+    scores = [s for _, _, _, s in _maxima(net, table, names, particle_px, device, floor, "score labelled micrographs")]
     return np.concatenate(scores) if scores else np.zeros(0)
 
 
@@ -34,9 +38,8 @@ def hard_negatives(net, table, positives, particle_px, device, per_positive=1.0,
     """
     box = net.arch.box
     patches = []
-    for name, pos in progress(sorted(positives.items()), "mine hard negatives"):
-        image, _ = read_micrograph(manifest.working_path(table.loc[name]))
-        xy, _ = candidates(net, image, 0.5 * particle_px, 0.5 * particle_px, floor, device=device)
+    for name, image, xy, _ in _maxima(net, table, positives, particle_px, device, floor, "mine hard negatives"):
+        pos = positives[name]
         keep = (cKDTree(pos).query(xy)[0] >= 0.75 * particle_px) if len(xy) else np.zeros(0, bool)
         chosen = xy[keep][: int(np.ceil(per_positive * len(pos)))]  # strongest first
         patches.append(extract(image, chosen, box))
