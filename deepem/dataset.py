@@ -57,19 +57,24 @@ def micrograph_names(paths):
     return names
 
 
+def _stem_match(path, by_length, what):
+    """The micrograph NAME a label file's stem names (NAME or NAME_<suffix>); ``by_length``: names, longest first."""
+    stem = PurePath(path).stem
+    name = next((n for n in by_length if stem == n or stem.startswith(n + "_")), None)
+    if name is None:
+        raise DeepEMError(
+            f"{path}: {what} file matches no micrograph; name it NAME.star or NAME_<suffix>.star "
+            "after a micrograph NAME in 'micrographs', or give the micrograph in a column"
+        )
+    return name
+
+
 def match_labels(label_files, names, what):
     """``{micrograph name: [label files]}`` by file stem; a label file that matches no micrograph is an error."""
     matched = {}
     by_length = sorted(names, key=len, reverse=True)
     for path in label_files:
-        stem = PurePath(path).stem
-        name = next((n for n in by_length if stem == n or stem.startswith(n + "_")), None)
-        if name is None:
-            raise DeepEMError(
-                f"{path}: {what} file matches no micrograph; name it NAME.star or NAME_<suffix>.star "
-                "after a micrograph NAME in 'micrographs', or give the micrograph in a column"
-            )
-        matched.setdefault(name, []).append(str(path))
+        matched.setdefault(_stem_match(path, by_length, what), []).append(str(path))
     return matched
 
 
@@ -88,14 +93,15 @@ def route_labels(files, names, what, fmt=None):
     ``fmt`` forces the files' format (default: detected from each file's content).
     """
     names = set(names)
+    by_length = sorted(names, key=len, reverse=True)
     routed = {}
     for path in files:
         table = read_picks(path, fmt)
         if MIC not in table.columns:
-            name = next(iter(match_labels([path], names, what)))
-            routed.setdefault(name, []).append((str(path), table))
+            routed.setdefault(_stem_match(path, by_length, what), []).append((str(path), table))
             continue
-        keys = table[MIC].map(lambda entry: micrograph_name(entry, names))
+        lookup = {entry: micrograph_name(entry, names) for entry in table[MIC].unique()}  # once per micrograph
+        keys = table[MIC].map(lookup)
         if len(table) and keys.isna().all():
             raise DeepEMError(
                 f"{path}: no row of this {what} file names a micrograph in 'micrographs' "
