@@ -42,8 +42,9 @@ def writer(path, options):
         fh.write(",".join(columns) + "\n")
 
         names = [X, Y, SCORE] if options.scored else [X, Y]
+        formats = formats_for([MIC] + names)
 
         def add(name, source, table):
-            write_rows(fh, [source] + [table[c] for c in names], formats_for([MIC] + names), sep=",")
+            write_rows(fh, [source] + [table[c] for c in names], formats, sep=",")
 
         yield add

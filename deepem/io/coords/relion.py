@@ -80,6 +80,7 @@ def directory_writer(directory, options):
     """
     directory = Path(directory).resolve()
     columns = _coordinate_columns(options)
+    formats = formats_for(columns)
     project = options.relion_project
     with atomic_directory(directory / COORDINATES) as tmp, star_writer(
         directory / INDEX, [MIC, COORDINATE_FILE], block="coordinate_files"
@@ -89,7 +90,7 @@ def directory_writer(directory, options):
             filename = f"{name}_autopick.star"
             with open(tmp / filename, "w") as fh:
                 fh.write(loop_header(columns))
-                write_rows(fh, [table[c] for c in columns], formats_for(columns))
+                write_rows(fh, [table[c] for c in columns], formats)
             coordinates = project_path(directory / COORDINATES / filename, project)
             append(None, **{MIC: project_path(source, project), COORDINATE_FILE: coordinates})
 

@@ -34,4 +34,5 @@ def writer(path, options):
     with atomic_path(path) as tmp, open(tmp, "w") as fh:
         fh.write("\t".join(columns) + "\n")
         names = [COLUMNS[c] for c in columns[1:]]
-        yield lambda name, source, table: write_rows(fh, [name] + [table[n] for n in names], formats_for([MIC] + names))
+        formats = formats_for([MIC] + names)
+        yield lambda name, source, table: write_rows(fh, [name] + [table[n] for n in names], formats)
