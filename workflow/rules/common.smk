@@ -46,14 +46,10 @@ def preprocessed_shards(wildcards=None):
     return scatter.shard(f"{RESULTS}/preprocessed/{{scatteritem}}")
 
 
-def mining_shards():
-    """Preprocessed shards to mine hard negatives from: only when labelled micrographs are complete."""
-    return preprocessed_shards() if config["labels"]["complete"] else []
-
-
-def calibration_shards():
-    """Preprocessed shards whose labelled micrographs set the threshold: only when labels are incomplete."""
-    return [] if config["labels"]["complete"] else preprocessed_shards()
+def labelled_use():
+    """How train uses the labelled micrographs: complete labels mine hard negatives from them,
+    incomplete ones calibrate the threshold on their maxima."""
+    return "--mine" if config["labels"]["complete"] else "--calibrate"
 
 
 def pick_shards(wildcards):

@@ -1,8 +1,7 @@
 rule train:
     input:
         patches=f"{RESULTS}/round_{{round}}/patches.npz",
-        mine=mining_shards(),
-        calibrate=calibration_shards(),
+        preprocessed=preprocessed_shards(),
         positives=DATASET.positives,
     output:
         model=f"{RESULTS}/round_{{round}}/model/model.pt",
@@ -28,12 +27,13 @@ rule train:
         epochs=optional("--epochs", config["epochs"]),
         threshold=config["threshold"],
         device=config["device"],
+        labelled=labelled_use(),
         seed=round_seed,
         flip_y=flip_y_option(),
         version=VERSION,
     conda:
         ENV
     shell:
-        "deepem train {input.patches} --mine {input.mine} --calibrate {input.calibrate} --positives {input.positives} -o {params.outdir} --mode {params.mode} {params.epochs} "
+        "deepem train {input.patches} {params.labelled} {input.preprocessed} --positives {input.positives} -o {params.outdir} --mode {params.mode} {params.epochs} "
         "--threshold {params.threshold} --seed {params.seed} {params.flip_y} --threads {threads} "
         "--device {params.device} > {log} 2>&1"
