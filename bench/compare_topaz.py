@@ -246,6 +246,7 @@ def main():
     scale = max(1, round(4.0 / px))
     t_radius = max(1, round(0.5 * diameter / (px * scale)))
     n_expected = round(np.mean([len(v) for v in truth_train.values()]))
+    budget = f"{args.topaz_epochs}x{args.topaz_epoch_size}"  # names Topaz's trained models and their stages
     mics = {Path(f).stem: f for f in glob.glob(str(root / spec["micrographs"]))}
     log(f"{spec['name']}: {len(train)} train / {len(test)} test micrographs, {px} A/px, diameter {diameter} A; "
         f"match radius {radius:.1f} px; {args.threads} threads on cores {run.cores}")
@@ -352,17 +353,17 @@ def main():
         rows.append({"labels": label, **pretrained_row})
 
         # Topaz trained on the same labels
-        targets = d / "topaz/targets.txt"
+        tdir = d / f"topaz_{budget}"  # one folder per training budget, so that budgets never mix
+        targets = tdir / "targets.txt"
         targets.parent.mkdir(parents=True, exist_ok=True)
         write_topaz_targets(labels, scale, targets)
-        images = d / "topaz/train_images.txt"
+        images = tdir / "train_images.txt"
         images.write_text("image_name\tpath\n" + "".join(f"{p.stem}\t{p}\n" for p in tpre["train"]))
         tt = run("topaz train", [topaz, "train", "-n", n_expected, "--train-images", images, "--train-targets", targets,
                  "--num-epochs", args.topaz_epochs, "--epoch-size", args.topaz_epoch_size, "--num-workers", 0,
-                 "-j", args.threads, "-d", -1, "--save-prefix", d / "topaz/model", "-o", d / "topaz/training.txt"],
-                 d / "stages/topaz_train.json")
-        model = d / f"topaz/model_epoch{args.topaz_epochs}.sav"
-        recs, thr, at, ranked = topaz_extract(f"trained_{frac:g}", model)
+                 "-j", args.threads, "-d", -1, "--save-prefix", tdir / "model", "-o", tdir / "training.txt"],
+                 d / f"stages/topaz_train_{budget}.json")
+        recs, thr, at, ranked = topaz_extract(f"trained_{frac:g}_{budget}", tdir / f"model_epoch{args.topaz_epochs}.sav")
         metrics, curve = score(at, ranked, truth_test, radius)
         rows.append({"labels": label, "tool": "topaz-trained", "threshold": thr, **metrics,
                      "prep_s_mic": per_mic(tp["test"], len(test)), "train_s": tt["s"],
@@ -385,7 +386,7 @@ def throughput(run, deepem, topaz, args, cfg, out, mics, mrc, px, diameter, scal
     labels in `make bench`; Topaz's pretrained resnet16 is several times slower still, see the main table).
     """
     label = f"labels_{max(args.fractions):g}"
-    model_t = out / f"{label}/topaz/model_epoch{args.topaz_epochs}.sav"
+    model_t = out / f"{label}/topaz_{args.topaz_epochs}x{args.topaz_epoch_size}/model_epoch{args.topaz_epochs}.sav"
     names = sorted(mics)
     d = out / f"throughput_{args.throughput}"
     for tool, src in (("deepem", mics), ("topaz", mrc)):

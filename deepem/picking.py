@@ -26,37 +26,30 @@ def pad_for_scoring(image, box):
     return np.pad(image, ((top, bottom), (top, right)), mode="reflect"), (rows, cols)
 
 
-@torch.no_grad()
-def rotation_averaged_scores(net, padded):
-    """Mean sigmoid score over 0/90/180/270 degree rotations of every box (tensor ``(1, 1, H, W)``).
-
-    The sigmoid is taken in float64 so that strong picks near 1 keep distinct, rankable scores.
-    """
-    total = None
-    for k in range(4):
-        logits = net.dense_logits(torch.rot90(padded, k, dims=(2, 3)))
-        score = torch.rot90(torch.sigmoid(logits.double()), -k, dims=(2, 3))
-        total = score if total is None else total + score
-    return total[0, 0] / 4
+TILE = 200  # score-map tile edge in cells, see score_map
 
 
-def score_map(net, image, tile=768, device="cpu"):
-    """Score map (stride 3) of a working image, computed in overlapping tiles of ``tile`` map cells.
+def score_map(net, image, tile=TILE, device="cpu"):
+    """Score map (stride 3) of a working image: every box's mean sigmoid score over its 4 rotations.
 
-    Tiles share ``box - 3`` input pixels, so the result is independent of the tile size and
-    memory stays bounded for any micrograph size.
+    Computed in overlapping tiles of ``tile`` x ``tile`` map cells; tiles share ``box - 3`` input
+    pixels, so the result is independent of the tile size. Tiles bound the memory for any
+    micrograph size, and moderate ones are faster too (a 2,600 px working image on 2 CPU cores:
+    1.1 s with 200-cell tiles, 1.8 s with 768). The sigmoid is taken in float64 so that strong
+    picks near 1 keep distinct, rankable scores.
     """
     box = net.arch.box
     padded, (rows, cols) = pad_for_scoring(image, box)
     full = torch.from_numpy(np.ascontiguousarray(padded))
     out = np.empty((rows, cols), dtype=np.float64)
-    for r0 in range(0, rows, tile):
-        r1 = min(rows, r0 + tile)
-        for c0 in range(0, cols, tile):
-            c1 = min(cols, c0 + tile)
-            part = full[STRIDE * r0 : STRIDE * (r1 - 1) + box, STRIDE * c0 : STRIDE * (c1 - 1) + box]
-            scores = rotation_averaged_scores(net, part[None, None].to(device))
-            out[r0:r1, c0:c1] = scores.cpu().numpy()
+    with torch.no_grad():
+        for r0 in range(0, rows, tile):
+            r1 = min(rows, r0 + tile)
+            for c0 in range(0, cols, tile):
+                c1 = min(cols, c0 + tile)
+                part = full[STRIDE * r0 : STRIDE * (r1 - 1) + box, STRIDE * c0 : STRIDE * (c1 - 1) + box]
+                logits = net.rotation_logits(part[None, None].to(device))
+                out[r0:r1, c0:c1] = torch.sigmoid(logits.double()).mean(1)[0].cpu().numpy()
     return out
 
 
@@ -99,7 +92,7 @@ def find_peaks(scores, min_distance, floor=0.0):
     return xy, val[keep]
 
 
-def candidates(net, image, min_distance_px, edge_px, floor, tile=768, device="cpu"):
+def candidates(net, image, min_distance_px, edge_px, floor, tile=TILE, device="cpu"):
     """Every local maximum >= ``floor`` of a working image's score map, at least ``edge_px`` inside it.
 
     ``(xy, scores)`` in working pixels, strongest first (see :func:`find_peaks`).

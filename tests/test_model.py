@@ -49,10 +49,12 @@ def test_fully_convolutional_scoring_equals_box_by_box(mode):
     assert scores.shape == (rows, cols) == (24, 32)
     box = arch.box
     with torch.no_grad():
+        logits = net.rotation_logits(torch.from_numpy(padded)[None, None])[0]
         for i, j in [(0, 0), (5, 7), (rows - 1, cols - 1), (12, 3), (rows - 1, 0)]:
             patch = torch.from_numpy(padded[3 * i : 3 * i + box, 3 * j : 3 * j + box].copy())[None, None]
-            expected = np.mean([torch.sigmoid(net(torch.rot90(patch, k, dims=(2, 3)))).item() for k in range(4)])
-            assert abs(scores[i, j] - expected) < 1e-5
+            per_rotation = torch.cat([net(torch.rot90(patch, k, dims=(2, 3))) for k in range(4)])
+            torch.testing.assert_close(logits[:, i, j], per_rotation, atol=1e-4, rtol=1e-4)
+            assert abs(scores[i, j] - torch.sigmoid(per_rotation).mean().item()) < 1e-5
             # the box scored at cell (i, j) is centred on working pixel (3i, 3j)
             assert np.array_equal(patch[0, 0, box // 2, box // 2].numpy(), image[3 * i, 3 * j])
 

@@ -1,7 +1,7 @@
 """Pick particles in one shard of preprocessed micrographs.
 
 Loads the model once, scores each working image fully convolutionally (mean over the 4
-rotations, in overlapping tiles), keeps local maxima at least --min-distance diameters apart
+rotations, in small overlapping tiles), keeps local maxima at least --min-distance diameters apart
 that score above the threshold and lie at least --edge diameters inside the image
 (a box around them can be extracted), and writes OUTDIR/NAME.star per micrograph (even when empty;
 rlnCoordinateX/Y are centres in pixels of the ORIGINAL micrograph, x = column, y = row from
@@ -24,7 +24,7 @@ from deepem.io import manifest
 from deepem.io.atomic import atomic_directory
 from deepem.io.coords import MIC, picks_table, write_star
 from deepem.io.micrograph import read_micrograph
-from deepem.picking import CANDIDATE_FLOOR, candidates
+from deepem.picking import CANDIDATE_FLOOR, TILE, candidates
 from deepem.progress import progress
 
 
@@ -40,7 +40,9 @@ def add_args(parser):
     parser.add_argument(
         "--floor", type=float, default=CANDIDATE_FLOOR, help=f"lowest score kept in candidates.star (default {CANDIDATE_FLOOR})"
     )
-    parser.add_argument("--tile", type=int, default=768, help="score-map tile size in cells (memory bound)")
+    parser.add_argument(
+        "--tile", type=int, default=TILE, help=f"score-map tile edge in cells (speed and memory; default {TILE})"
+    )
     common.add_threads_arg(parser)
     common.add_device_arg(parser)
 
