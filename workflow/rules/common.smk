@@ -1,4 +1,5 @@
 import json
+import os
 import sys
 
 import deepem
@@ -73,6 +74,16 @@ def round_corrections(wildcards):
 def last_round_pick_shards(wildcards):
     """results/ holds the last round's picks, gathered again so its RELION index points inside results/."""
     return scatter.shard(f"{RESULTS}/round_{config['rounds']}/picks/{{scatteritem}}")
+
+
+def relion_dir(wildcards, output):
+    """The folder of the RELION index: its coordinates/ folder lies beside it."""
+    return os.path.dirname(output.relion_index)
+
+
+def candidates_option(wildcards, output):
+    """Merged candidate lists where the rule writes them (each round, not the final copy)."""
+    return optional("--candidates", output.get("candidates"))
 
 
 def optional(flag, value):

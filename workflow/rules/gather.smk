@@ -15,8 +15,9 @@ rule gather:
         f"{LOGS}/round_{{round}}/gather.log",
     localrule: True
     params:
-        relion_dir=subpath(output.relion_index, parent=True),
+        relion_dir=relion_dir,
         relion_project=optional("--relion-project", config["relion_project"]),
+        candidates=candidates_option,
         diameter=config["particle_diameter"],
         box_scale=config["box_scale"],
         version=VERSION,
@@ -24,12 +25,14 @@ rule gather:
         ENV
     shell:
         "deepem gather --picks {input.picks} --preprocessed {input.preprocessed} -o {output.picks} "
-        "--candidates {output.candidates} --relion-dir {params.relion_dir} {params.relion_project} "
+        "{params.candidates} --relion-dir {params.relion_dir} {params.relion_project} "
         "--cryosparc {output.cryosparc} --box {output.box} --topaz {output.topaz} --csv {output.csv} "
         "--diameter {params.diameter} --box-scale {params.box_scale} 2>&1 | tee {log}"
 
 
-rule final_picks:
+# results/ holds the last round's picks in every format; gathered again, not copied, so that the
+# RELION index there names the coordinate files beside it.
+use rule gather as final_picks with:
     input:
         picks=last_round_pick_shards,
         preprocessed=preprocessed_shards(),
@@ -43,17 +46,3 @@ rule final_picks:
         csv=f"{RESULTS}/picks.csv",
     log:
         f"{LOGS}/final_picks.log",
-    localrule: True
-    params:
-        relion_dir=subpath(output.relion_index, parent=True),
-        relion_project=optional("--relion-project", config["relion_project"]),
-        diameter=config["particle_diameter"],
-        box_scale=config["box_scale"],
-        version=VERSION,
-    conda:
-        ENV
-    shell:
-        "deepem gather --picks {input.picks} --preprocessed {input.preprocessed} -o {output.picks} "
-        "--relion-dir {params.relion_dir} {params.relion_project} "
-        "--cryosparc {output.cryosparc} --box {output.box} --topaz {output.topaz} --csv {output.csv} "
-        "--diameter {params.diameter} --box-scale {params.box_scale} 2>&1 | tee {log}"
