@@ -225,6 +225,8 @@ def main():
     parser.add_argument("--threshold-mics", type=int, default=3,
                         help="training micrographs Topaz's threshold is chosen on (each costs one extract)")
     parser.add_argument("--seed", type=int, default=0, help="label subset seed (bench/dataset_config.py)")
+    parser.add_argument("--deepem-seeds", type=int, default=1, metavar="K",
+                        help="train and pick deepem with K seeds (the table's row is the first; seeds.tsv has all)")
     parser.add_argument("--throughput", type=int, default=0, metavar="N",
                         help="also time preprocess + pick of N micrographs (the dataset's, cycled) per tool")
     args = parser.parse_args()
@@ -253,7 +255,7 @@ def main():
     log(f"Topaz: scale {scale} ({px * scale:.2f} A/px), extract radius {t_radius} px, train -n {n_expected}, "
         f"{args.topaz_epochs} epochs x {args.topaz_epoch_size} updates; threshold from {len(thr_mics)} training mics")
 
-    rows, curves = [], {}
+    rows, curves, seed_rows = [], {}, []
 
     def per_mic(rec, n):
         return rec["s"] / n
@@ -265,17 +267,16 @@ def main():
     log("preprocess")
     dp = {}
     for split, names in (("train", train), ("test", test)):
-        dp[split] = run(f"deepem preprocess {split}", [deepem, "preprocess", *[mics[n] for n in names], "-o",
-                        out / f"deepem/preprocessed/{split}", "--pixel-size", px, "--diameter", diameter,
-                        "--particle-px", cfg["particle_px"], "--threads", args.threads],
+        dp[split] = run(f"deepem preprocess {split}", preprocess_command(
+                        deepem, [mics[n] for n in names], out / f"deepem/preprocessed/{split}", px, diameter, cfg, args),
                         out / f"stages/deepem_preprocess_{split}.json")
     mrc, convert_s = mrc_copies(root, spec, train + test, out / "topaz/mrc")
     if convert_s:
         log(f"  [convert to MRC for Topaz] {convert_s:.1f} s for {len(mrc)} micrographs (not counted)")
     tp = {}
     for split, names in (("train", train), ("test", test)):
-        tp[split] = run(f"topaz preprocess {split}", [topaz, "preprocess", "-s", scale, "-j", args.threads, "-d", -1,
-                        "-o", out / f"topaz/preprocessed/{split}", *[mrc[n] for n in names]],
+        tp[split] = run(f"topaz preprocess {split}", topaz_preprocess_command(
+                        topaz, [mrc[n] for n in names], out / f"topaz/preprocessed/{split}", scale, args),
                         out / f"stages/topaz_preprocess_{split}.json")
     tpre = {s: [out / f"topaz/preprocessed/{s}/{Path(mrc[n]).stem}.mrc" for n in names]
             for s, names in (("train", train), ("test", test))}
@@ -284,9 +285,8 @@ def main():
         recs = {}
         (out / f"topaz/{tag}").mkdir(parents=True, exist_ok=True)
         for split, files in (("test", tpre["test"]), ("thr", tpre["train"][: len(thr_mics)])):
-            recs[split] = run(f"topaz extract {tag} {split}", [topaz, "extract", "-m", model, "-r", t_radius, "-x", scale,
-                              "-t", -6, "-p", args.topaz_patch, "-j", args.threads, "-d", -1,
-                              "-o", out / f"topaz/{tag}/picks_{split}.txt", *files],
+            recs[split] = run(f"topaz extract {tag} {split}", topaz_extract_command(
+                              topaz, model, files, out / f"topaz/{tag}/picks_{split}.txt", t_radius, scale, args),
                               out / f"stages/topaz_extract_{tag}_{split}.json")
         picks = read_topaz(out / f"topaz/{tag}/picks_test.txt")
         thr = best_threshold(read_topaz(out / f"topaz/{tag}/picks_thr.txt"), truth_thr, radius)
@@ -319,36 +319,43 @@ def main():
         n_labels = sum(len(read_coordinates(f)) for f in labels)
         log(f"  {n_labels} labelled particles on {len(labels)} training micrographs")
 
-        # deepem (round 1, seed + 1 as the workflow does)
-        seed = cfg["seed"] + 1
+        # deepem: extract once, then train and pick with the workflow's round-1 seed (seed + 1) and,
+        # with --deepem-seeds K, with K - 1 more seeds; the first seed's run is the table's row.
+        seed0 = cfg["seed"] + 1
         ex = run("deepem extract", [deepem, "extract", "--preprocessed", out / "deepem/preprocessed/train",
                  "--positives", *labels, "--negatives", *negatives, "--diameter", diameter,
                  "--particle-px", cfg["particle_px"], "--box-scale", cfg["box_scale"],
-                 "--background-ratio", cfg["background_ratio"], "--seed", seed, "-o", d / "deepem/patches.npz"],
+                 "--background-ratio", cfg["background_ratio"], "--seed", seed0, "-o", d / "deepem/patches.npz"],
                  d / "stages/deepem_extract.json")
         labelled = "--mine" if frac >= 1 else "--calibrate"  # as the workflow does for labels.complete true / false
-        mine = [labelled, out / "deepem/preprocessed/train", "--positives", *labels]
-        tr = run("deepem train", [deepem, "train", d / "deepem/patches.npz", *mine, "-o", d / "deepem/model",
-                 "--mode", cfg["mode"], "--threshold", cfg["threshold"], "--seed", seed, "--threads", args.threads,
-                 "--device", "cpu"], d / "stages/deepem_train.json")
-        pk = run("deepem pick", [deepem, "pick", "--model", d / "deepem/model/model.pt", "--preprocessed",
-                 out / "deepem/preprocessed/test", "-o", d / "deepem/picks", "--threshold", cfg["threshold"],
-                 "--min-distance", cfg["min_distance"], "--threads", args.threads, "--device", "cpu"],
-                 d / "stages/deepem_pick.json")
-        import torch
+        runs = []
+        for seed in range(seed0, seed0 + args.deepem_seeds):
+            tag = "" if seed == seed0 else f"_seed{seed}"
+            dd = d / f"deepem{tag}"
+            tr = run(f"deepem train{tag}", [deepem, "train", d / "deepem/patches.npz", labelled,
+                     out / "deepem/preprocessed/train", "--positives", *labels, "-o", dd / "model", "--mode", cfg["mode"],
+                     "--threshold", cfg["threshold"], "--seed", seed, "--threads", args.threads, "--device", "cpu"],
+                     d / f"stages/deepem_train{tag}.json")
+            pk = run(f"deepem pick{tag}", pick_command(deepem, dd / "model/model.pt", out / "deepem/preprocessed/test",
+                     dd / "picks", cfg, args), d / f"stages/deepem_pick{tag}.json")
+            import torch
 
-        thr = float(torch.load(d / "deepem/model/model.pt", map_location="cpu", weights_only=False)["threshold"])
-        at = {n: (read_coordinates(d / f"deepem/picks/{n}.star"), None) for n in test}
-        at = {n: (xy, np.ones(len(xy))) for n, (xy, _) in at.items()}
-        ranked = read_by_micrograph(d / "deepem/picks/candidates.star")
-        metrics, curve = score(at, ranked, truth_test, radius)
-        rows.append({"labels": label, "tool": "deepem", "threshold": thr, **metrics,
+            thr = float(torch.load(dd / "model/model.pt", map_location="cpu", weights_only=False)["threshold"])
+            at = {n: read_coordinates(dd / f"picks/{n}.star") for n in test}
+            at = {n: (xy, np.ones(len(xy))) for n, xy in at.items()}
+            metrics, curve = score(at, read_by_micrograph(dd / "picks/candidates.star"), truth_test, radius)
+            runs.append({"labels": label, "seed": seed, "threshold": thr, **metrics, "train_s": ex["s"] + tr["s"],
+                         "tr": tr, "pk": pk, "curve": curve})
+        first = runs[0]
+        tr, pk, metrics = first["tr"], first["pk"], {k: first[k] for k in SCORE_KEYS}
+        rows.append({"labels": label, "tool": "deepem", "threshold": first["threshold"], **metrics,
                      "prep_s_mic": per_mic(dp["test"], len(test)), "train_s": ex["s"] + tr["s"],
                      "pick_s_mic": per_mic(pk, len(test)), "prep_mb": dp["test"]["peak_mb"],
                      "train_mb": max(ex["peak_mb"], tr["peak_mb"]), "pick_mb": pk["peak_mb"],
                      "mic_cpu_s": cpu(dp["test"], pk) / len(test), "train_cpu_s": cpu(ex, tr),
                      "train_note": "extract + train" + (" + mining" if frac >= 1 else " + calibration")})
-        curves[f"deepem {label}"] = (curve, metrics)
+        curves[f"deepem {label}"] = (first["curve"], metrics)
+        seed_rows += [{k: v for k, v in r.items() if k not in ("tr", "pk", "curve")} for r in runs]
 
         rows.append({"labels": label, **pretrained_row})
 
@@ -374,6 +381,8 @@ def main():
         curves[f"topaz-trained {label}"] = (curve, metrics)
 
     report(rows, curves, out, spec["name"], args)
+    if args.deepem_seeds > 1:
+        report_seeds(seed_rows, out)
     if args.throughput:
         throughput(run, deepem, topaz, args, cfg, out, mics, mrc, px, diameter, scale, t_radius)
 
@@ -398,20 +407,17 @@ def throughput(run, deepem, topaz, args, cfg, out, mics, mrc, px, diameter, scal
                 link.symlink_to(Path(src[n]).resolve())
     inputs = {t: sorted((d / f"{t}/in").iterdir()) for t in ("deepem", "topaz")}
     recs = {
-        "deepem preprocess": run("deepem preprocess throughput", [
-            deepem, "preprocess", *inputs["deepem"], "-o", d / "deepem/preprocessed", "--pixel-size", px,
-            "--diameter", diameter, "--particle-px", cfg["particle_px"], "--threads", args.threads],
+        "deepem preprocess": run("deepem preprocess throughput", preprocess_command(
+            deepem, inputs["deepem"], d / "deepem/preprocessed", px, diameter, cfg, args),
             d / "stages/deepem_preprocess.json"),
-        "deepem pick": run("deepem pick throughput", [
-            deepem, "pick", "--model", out / f"{label}/deepem/model/model.pt", "--preprocessed", d / "deepem/preprocessed",
-            "-o", d / "deepem/picks", "--threads", args.threads, "--device", "cpu"], d / "stages/deepem_pick.json"),
-        "topaz preprocess": run("topaz preprocess throughput", [
-            topaz, "preprocess", "-s", scale, "-j", args.threads, "-d", -1, "-o", d / "topaz/preprocessed",
-            *inputs["topaz"]], d / "stages/topaz_preprocess.json"),
+        "deepem pick": run("deepem pick throughput", pick_command(
+            deepem, out / f"{label}/deepem/model/model.pt", d / "deepem/preprocessed", d / "deepem/picks", cfg, args),
+            d / "stages/deepem_pick.json"),
+        "topaz preprocess": run("topaz preprocess throughput", topaz_preprocess_command(
+            topaz, inputs["topaz"], d / "topaz/preprocessed", scale, args), d / "stages/topaz_preprocess.json"),
     }
-    recs["topaz extract"] = run("topaz extract throughput", [
-        topaz, "extract", "-m", model_t, "-r", t_radius, "-x", scale, "-t", -6, "-p", args.topaz_patch, "-j",
-        args.threads, "-d", -1, "-o", d / "topaz/picks.txt", *sorted((d / "topaz/preprocessed").glob("*.mrc"))],
+    recs["topaz extract"] = run("topaz extract throughput", topaz_extract_command(
+        topaz, model_t, sorted((d / "topaz/preprocessed").glob("*.mrc")), d / "topaz/picks.txt", t_radius, scale, args),
         d / "stages/topaz_extract.json")
     n = args.throughput
     per = {k: r["s"] / n for k, r in recs.items()}
@@ -422,6 +428,45 @@ def throughput(run, deepem, topaz, args, cfg, out, mics, mrc, px, diameter, scal
     text = "stage\ts_per_micrograph\tpeak_mb\n" + "\n".join(lines) + "\n"
     (out / "throughput.tsv").write_text(text)
     log(f"\nthroughput over {n} micrographs (s per micrograph, peak MB):\n{text}wrote {out / 'throughput.tsv'}")
+
+
+SCORE_KEYS = ("picks", "precision", "recall", "f1", "average_precision", "best_f1", "ap_rematched", "best_f1_rematched")
+
+
+# One builder per stage command, so that the comparison and the throughput run the same commands.
+
+
+def preprocess_command(deepem, micrographs, outdir, px, diameter, cfg, args):
+    return [deepem, "preprocess", *micrographs, "-o", outdir, "--pixel-size", px, "--diameter", diameter,
+            "--particle-px", cfg["particle_px"], "--threads", args.threads]
+
+
+def topaz_preprocess_command(topaz, micrographs, outdir, scale, args):
+    return [topaz, "preprocess", "-s", scale, "-j", args.threads, "-d", -1, "-o", outdir, *micrographs]
+
+
+def topaz_extract_command(topaz, model, images, output, radius, scale, args):
+    """Every maximum (-t -6, Topaz's default) for the ranked metrics, in micrograph pixels (-x)."""
+    return [topaz, "extract", "-m", model, "-r", radius, "-x", scale, "-t", -6, "-p", args.topaz_patch,
+            "-j", args.threads, "-d", -1, "-o", output, *images]
+
+
+def pick_command(deepem, model, preprocessed, outdir, cfg, args):
+    """``deepem pick`` as the workflow runs it (schema defaults), pinned to the CPU."""
+    return [deepem, "pick", "--model", model, "--preprocessed", preprocessed, "-o", outdir, "--threshold",
+            cfg["threshold"], "--min-distance", cfg["min_distance"], "--threads", args.threads, "--device", "cpu"]
+
+
+def report_seeds(seed_rows, out):
+    """seeds.tsv: deepem's accuracy and training time per seed, with mean, standard deviation and range."""
+    import pandas as pd
+
+    table = pd.DataFrame(seed_rows)
+    keys = ["threshold", "f1", "average_precision", "best_f1", "train_s"]
+    summary = table.groupby("labels", sort=False)[keys].agg(["mean", "std", "min", "max"])
+    table[["labels", "seed", *keys]].to_csv(out / "seeds.tsv", sep="\t", index=False, float_format="%.4g")
+    log(f"\ndeepem over {table.seed.nunique()} seeds:\n{table[['labels', 'seed', *keys]].to_string(index=False)}\n"
+        f"{summary.round(4).to_string()}\nwrote {out / 'seeds.tsv'}")
 
 
 COLUMNS = ["dataset", "labels", "tool", "threshold", "picks", "precision", "recall", "f1", "average_precision",

@@ -87,3 +87,18 @@ def test_show_needs_a_pixel_size_for_the_diameter(tmp_path, capsys):
         cli(["show", str(mic), str(tmp_path / "p.star"), "--diameter", "100", "-o", str(tmp_path / "o.png")])
     assert exit_info.value.code == 2
     assert "no pixel size" in capsys.readouterr().err and not (tmp_path / "o.png").exists()
+
+
+def test_show_routes_the_rows_of_a_topaz_table_to_the_micrographs_they_name(tmp_path, capsys):
+    """A table with a micrograph column is routed by content, not by file extension."""
+    for name in ("mic_1", "mic_2"):
+        write_mrc(tmp_path / f"{name}.mrc", micrograph_with_spot(128, 128, 60, 60, 4), pixel_size=2.0)
+    (tmp_path / "picks.txt").write_text(
+        "image_name\tx_coord\ty_coord\tscore\nmic_1\t60\t60\t0.9\nmic_1\t20\t20\t0.8\nmic_2\t60\t60\t0.7\n"
+    )
+    cli([
+        "show", str(tmp_path / "mic_1.mrc"), str(tmp_path / "mic_2.mrc"), str(tmp_path / "picks.txt"),
+        "--outdir", str(tmp_path / "out"),
+    ])
+    out = capsys.readouterr().out
+    assert "mic_1: 2 picks" in out and "mic_2: 1 picks" in out

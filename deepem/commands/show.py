@@ -1,7 +1,8 @@
 """Draw picks on a micrograph: a PNG with every pick circled, coloured by its score.
 
-PICKS is a coordinate file: a merged STAR (rows of MICROGRAPH selected by the file stem in
-rlnMicrographName), a per-micrograph STAR or EMAN .box. The micrograph is downsampled so its
+PICKS is a coordinate file in any format deepem reads. A file with a micrograph column (a
+merged STAR, a Topaz table, a CSV) gives each MICROGRAPH the rows that name it, by file name or
+stem; a per-micrograph file (STAR, .box, .cbox) is drawn on every MICROGRAPH given. The micrograph is downsampled so its
 longer side is at most --max-size pixels. Circles have the particle's diameter (--diameter,
 with the pixel size from --pixel-size or the MRC header). Rejected candidates are drawn as red
 dotted circles: with --candidates, those that are not picks; with --threshold, the picks that
@@ -19,7 +20,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from deepem.errors import DeepEMError
-from deepem.io.coords import MIC, SCORE, X, Y, read_coordinates, read_star_table
+from deepem.dataset import micrograph_name
+from deepem.io.coords import MIC, SCORE, X, Y, read_picks
 from deepem.io.micrograph import read_micrograph
 from deepem.overlay import save_overlay
 from deepem.progress import progress
@@ -27,7 +29,7 @@ from deepem.progress import progress
 
 def add_args(parser):
     parser.add_argument("micrographs", nargs="+", metavar="MICROGRAPH", help="micrograph files (MRC, TIFF, PNG, JPEG)")
-    parser.add_argument("picks", metavar="PICKS", help="coordinate file (STAR, merged or per micrograph, or .box)")
+    parser.add_argument("picks", metavar="PICKS", help="coordinate file (STAR, merged or per micrograph, .box, .cbox, Topaz, CSV)")
     out = parser.add_mutually_exclusive_group(required=True)
     out.add_argument("-o", "--output", help="output PNG (one micrograph)")
     out.add_argument("--outdir", help="output folder: NAME.png per micrograph")
@@ -38,29 +40,25 @@ def add_args(parser):
     parser.add_argument("--max-size", type=int, default=1024, help="longer side of the drawn image in px (default 1024)")
 
 
-def read_rows(path):
-    """``{micrograph name: (xy, scores or None)}`` of a coordinate file, read once for all micrographs.
+def picks_by_micrograph(path, names):
+    """``{name: (xy, scores or None)}`` for each micrograph name, from a coordinate file of any format.
 
-    A file without rlnMicrographName (per-micrograph STAR, .box) is keyed ``None``: it applies to any.
+    A file with a micrograph column (merged STAR, Topaz table, CSV) gives each micrograph the rows
+    that name it (none when it is not named); a per-micrograph file (STAR, .box, .cbox) gives
+    its rows to every micrograph.
     """
-    if Path(path).suffix.lower() != ".star":
-        return {None: (read_coordinates(path), None)}
-    table = read_star_table(path)
+    table = read_picks(path)
     scored = SCORE in table.columns
 
     def split(rows):
-        return rows[[X, Y]].to_numpy(float), (rows[SCORE].to_numpy(float) if scored else None)
+        return rows[[X, Y]].to_numpy(float).reshape(-1, 2), (rows[SCORE].to_numpy(float) if scored else None)
 
     if MIC not in table.columns:
-        return {None: split(table)}
-    rows = {name: split(group) for name, group in table.groupby(table[MIC].map(lambda p: Path(p).stem))}
-    rows[None] = split(table.iloc[:0])  # a micrograph the merged file does not name: no rows
-    return rows
-
-
-def rows_of(rows, name):
-    """``(xy, scores or None)`` of micrograph ``name`` from :func:`read_rows`."""
-    return rows.get(name, rows[None])
+        return {name: split(table) for name in names}
+    known = set(names)
+    keys = table[MIC].map({entry: micrograph_name(entry, known) for entry in table[MIC].unique()})
+    groups = dict(list(table.groupby(keys)))
+    return {name: split(groups.get(name, table.iloc[:0])) for name in names}
 
 
 def not_among(xy, others, tolerance=1.0):
@@ -82,13 +80,13 @@ def radius_px(path, diameter, pixel_size, header_px):
 def show(path, args, output, picks, candidates):
     name = Path(path).stem
     image, header_px = read_micrograph(path)
-    xy, scores = rows_of(picks, name)
+    xy, scores = picks[name]
     rejected = np.zeros((0, 2))
     if args.threshold is not None and scores is not None:
         low = scores < args.threshold
         rejected, xy, scores = xy[low], xy[~low], scores[~low]
     if candidates is not None:
-        cand, _ = rows_of(candidates, name)
+        cand, _ = candidates[name]
         rejected = np.concatenate([rejected, cand[not_among(cand, xy)]])
     title = f"{name}: {len(xy)} picks" + (f", {len(rejected)} rejected" if len(rejected) else "")
     save_overlay(
@@ -104,8 +102,8 @@ def main(args):
     names = [Path(p).stem for p in args.micrographs]
     if len(set(names)) < len(names):
         raise DeepEMError("two micrographs share a file name; their overlays would overwrite each other")
-    picks = read_rows(args.picks)
-    candidates = read_rows(args.candidates) if args.candidates else None
+    picks = picks_by_micrograph(args.picks, names)
+    candidates = picks_by_micrograph(args.candidates, names) if args.candidates else None
     for path in progress(args.micrographs, "show"):
         output = args.output or Path(args.outdir) / f"{Path(path).stem}.png"
         n_picks, rejected = show(path, args, output, picks, candidates)
