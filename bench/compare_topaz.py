@@ -18,8 +18,8 @@ deepem's is its own automatic choice. Test micrographs are never used to choose 
 Scoring is deepem.metrics (Hungarian, 0.5 x diameter) for every tool. AP and best F1 rank every
 candidate: deepem's candidates.star (local maxima >= 0.05), Topaz's extract at -t -6 (its default).
 
-Writes OUTDIR/comparison.tsv and OUTDIR/pr.png and prints the table; with --throughput N also
-OUTDIR/throughput.tsv. Stages that finished in an
+Writes OUTDIR/comparison.tsv and OUTDIR/pr.png and prints the table; with --deepem-seeds K > 1
+also OUTDIR/seeds.tsv, and with --throughput N OUTDIR/throughput.tsv. Stages that finished in an
 earlier run of the same OUTDIR are reused with their recorded timings (delete OUTDIR to redo).
 
     python bench/compare_topaz.py ../shared/data/syn19hc -o bench/results/syn19hc --fractions 1 0.3
@@ -305,6 +305,8 @@ def main():
                       "train_note": "none"}
     curves["topaz-pretrained"] = (curve, metrics)
 
+    import torch  # only to read deepem's chosen threshold from model.pt
+
     for frac in args.fractions:
         label = "full" if frac >= 1 else f"{round(100 * frac)}%"
         d = out / (f"labels_{frac:g}")
@@ -338,8 +340,6 @@ def main():
                      d / f"stages/deepem_train{tag}.json")
             pk = run(f"deepem pick{tag}", pick_command(deepem, dd / "model/model.pt", out / "deepem/preprocessed/test",
                      dd / "picks", cfg, args), d / f"stages/deepem_pick{tag}.json")
-            import torch
-
             thr = float(torch.load(dd / "model/model.pt", map_location="cpu", weights_only=False)["threshold"])
             at = {n: read_coordinates(dd / f"picks/{n}.star") for n in test}
             at = {n: (xy, np.ones(len(xy))) for n, xy in at.items()}
@@ -349,7 +349,7 @@ def main():
         first = runs[0]
         tr, pk, metrics = first["tr"], first["pk"], {k: first[k] for k in SCORE_KEYS}
         rows.append({"labels": label, "tool": "deepem", "threshold": first["threshold"], **metrics,
-                     "prep_s_mic": per_mic(dp["test"], len(test)), "train_s": ex["s"] + tr["s"],
+                     "prep_s_mic": per_mic(dp["test"], len(test)), "train_s": first["train_s"],
                      "pick_s_mic": per_mic(pk, len(test)), "prep_mb": dp["test"]["peak_mb"],
                      "train_mb": max(ex["peak_mb"], tr["peak_mb"]), "pick_mb": pk["peak_mb"],
                      "mic_cpu_s": cpu(dp["test"], pk) / len(test), "train_cpu_s": cpu(ex, tr),
@@ -384,10 +384,10 @@ def main():
     if args.deepem_seeds > 1:
         report_seeds(seed_rows, out)
     if args.throughput:
-        throughput(run, deepem, topaz, args, cfg, out, mics, mrc, px, diameter, scale, t_radius)
+        throughput(run, deepem, topaz, args, cfg, out, mics, mrc, px, diameter, scale, t_radius, budget)
 
 
-def throughput(run, deepem, topaz, args, cfg, out, mics, mrc, px, diameter, scale, t_radius):
+def throughput(run, deepem, topaz, args, cfg, out, mics, mrc, px, diameter, scale, t_radius, budget):
     """Seconds per micrograph over ``--throughput`` micrographs: start-up amortised as in a long shard.
 
     The dataset's micrographs, cycled and linked under new names, are preprocessed and picked in one
@@ -395,7 +395,7 @@ def throughput(run, deepem, topaz, args, cfg, out, mics, mrc, px, diameter, scal
     labels in `make bench`; Topaz's pretrained resnet16 is several times slower still, see the main table).
     """
     label = f"labels_{max(args.fractions):g}"
-    model_t = out / f"{label}/topaz_{args.topaz_epochs}x{args.topaz_epoch_size}/model_epoch{args.topaz_epochs}.sav"
+    model_t = out / f"{label}/topaz_{budget}/model_epoch{args.topaz_epochs}.sav"
     names = sorted(mics)
     d = out / f"throughput_{args.throughput}"
     for tool, src in (("deepem", mics), ("topaz", mrc)):
@@ -418,7 +418,7 @@ def throughput(run, deepem, topaz, args, cfg, out, mics, mrc, px, diameter, scal
     }
     recs["topaz extract"] = run("topaz extract throughput", topaz_extract_command(
         topaz, model_t, sorted((d / "topaz/preprocessed").glob("*.mrc")), d / "topaz/picks.txt", t_radius, scale, args),
-        d / "stages/topaz_extract.json")
+        d / f"stages/topaz_extract_{budget}.json")
     n = args.throughput
     per = {k: r["s"] / n for k, r in recs.items()}
     deepem_s = per["deepem preprocess"] + per["deepem pick"]

@@ -155,7 +155,8 @@ class DeepEMNet(nn.Module):
         the later pools run at stride 1). So C1 and S2 run once with all 4 rotated kernel sets,
         a strip of ``STRIP`` S2 rows at a time (its maps stay in cache), and the layers after them
         once per rotation (4 plain convolutions beat one with ``groups=4`` on CPU). ``H - box``
-        and ``W - box`` must be multiples of 3.
+        and ``W - box`` must be multiples of 3. For scoring in eval mode: batch norm is folded in
+        with its running statistics.
         """
         if self.mode == "faithful":
             plain = [(layer.weight, layer.bias) for layer in (self.c1, self.c3, self.c5, self.out)]

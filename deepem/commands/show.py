@@ -33,7 +33,7 @@ def add_args(parser):
     out = parser.add_mutually_exclusive_group(required=True)
     out.add_argument("-o", "--output", help="output PNG (one micrograph)")
     out.add_argument("--outdir", help="output folder: NAME.png per micrograph")
-    parser.add_argument("--candidates", help="candidates STAR: those that are not picks are drawn as rejected")
+    parser.add_argument("--candidates", help="candidates (any coordinate format): those that are not picks are drawn as rejected")
     parser.add_argument("--threshold", type=float, help="picks scoring below this are drawn as rejected")
     parser.add_argument("--diameter", type=float, help="particle diameter in A (default: circles of 1/50 the image)")
     parser.add_argument("--pixel-size", type=float, help="A/px; default: the MRC header")
@@ -51,13 +51,13 @@ def picks_by_micrograph(path, names):
     scored = SCORE in table.columns
 
     def split(rows):
-        return rows[[X, Y]].to_numpy(float).reshape(-1, 2), (rows[SCORE].to_numpy(float) if scored else None)
+        return rows[[X, Y]].to_numpy(float), (rows[SCORE].to_numpy(float) if scored else None)
 
     if MIC not in table.columns:
         return {name: split(table) for name in names}
     known = set(names)
     keys = table[MIC].map({entry: micrograph_name(entry, known) for entry in table[MIC].unique()})
-    groups = dict(list(table.groupby(keys)))
+    groups = dict(list(table.groupby(keys)))  # dict() would take GroupBy.keys for a mapping's keys()
     return {name: split(groups.get(name, table.iloc[:0])) for name in names}
 
 

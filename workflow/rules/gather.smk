@@ -30,8 +30,6 @@ rule gather:
         "--diameter {params.diameter} --box-scale {params.box_scale} 2>&1 | tee {log}"
 
 
-# results/ holds the last round's picks in every format; gathered again, not copied, so that the
-# RELION index there names the coordinate files beside it.
 use rule gather as final_picks with:
     input:
         picks=last_round_pick_shards,
@@ -46,3 +44,4 @@ use rule gather as final_picks with:
         csv=f"{RESULTS}/picks.csv",
     log:
         f"{LOGS}/final_picks.log",
+    localrule: True  # not inherited by "use rule"
