@@ -87,6 +87,12 @@ def micrograph_name(entry, names):
     return stem if stem in names else None
 
 
+def micrograph_keys(entries, names):
+    """The micrograph NAME each entry of a micrograph column refers to (None for none of ``names``),
+    resolved once per distinct entry."""
+    return entries.map({entry: micrograph_name(entry, names) for entry in entries.unique()})
+
+
 def route_labels(files, names, what, fmt=None):
     """``{name: [(file, picks table)]}``: rows routed by their micrograph column, other files by stem.
 
@@ -100,8 +106,7 @@ def route_labels(files, names, what, fmt=None):
         if MIC not in table.columns:
             routed.setdefault(_stem_match(path, by_length, what), []).append((str(path), table))
             continue
-        lookup = {entry: micrograph_name(entry, names) for entry in table[MIC].unique()}  # once per micrograph
-        keys = table[MIC].map(lookup)
+        keys = micrograph_keys(table[MIC], names)
         if len(table) and keys.isna().all():
             raise DeepEMError(
                 f"{path}: no row of this {what} file names a micrograph in 'micrographs' "

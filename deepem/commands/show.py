@@ -20,7 +20,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from deepem.errors import DeepEMError
-from deepem.dataset import micrograph_name
+from deepem.dataset import micrograph_keys
 from deepem.io.coords import MIC, SCORE, X, Y, read_picks
 from deepem.io.micrograph import read_micrograph
 from deepem.overlay import save_overlay
@@ -55,8 +55,7 @@ def picks_by_micrograph(path, names):
 
     if MIC not in table.columns:
         return {name: split(table) for name in names}
-    known = set(names)
-    keys = table[MIC].map({entry: micrograph_name(entry, known) for entry in table[MIC].unique()})
+    keys = micrograph_keys(table[MIC], set(names))
     groups = dict(list(table.groupby(keys)))  # dict() would take GroupBy.keys for a mapping's keys()
     return {name: split(groups.get(name, table.iloc[:0])) for name in names}
 
