@@ -158,11 +158,9 @@ class DeepEMNet(nn.Module):
         and ``W - box`` must be multiples of 3. For scoring in eval mode: batch norm is folded in
         with its running statistics.
         """
-        if self.mode == "faithful":
-            plain = [(layer.weight, layer.bias) for layer in (self.c1, self.c3, self.c5, self.out)]
-        else:
-            plain = [self._folded(self.c1, "n1"), self._folded(self.c3, "n3"), self._folded(self.c5, "n5")]
-            plain.append((self.out.weight, self.out.bias))
+        convs = ((self.c1, "n1"), (self.c3, "n3"), (self.c5, "n5"))
+        plain = [self._folded(c, n) if self.mode == "modern" else (c.weight, c.bias) for c, n in convs]
+        plain.append((self.out.weight, self.out.bias))
         rotated = [[torch.rot90(w, -k, dims=(2, 3)) for k in range(ROTATIONS)] for w, _ in plain]
         w1, b1 = torch.cat(rotated[0]), plain[0][1].repeat(ROTATIONS)
         k1, step = self.arch.k1, 3 * STRIP
