@@ -10,14 +10,20 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 
+def pairs(picks, truth, radius):
+    """``(pick indices, truth indices)`` matched one-to-one within ``radius``, total distance minimal."""
+    if not (len(picks) and len(truth)):
+        return np.zeros(0, int), np.zeros(0, int)
+    d = cdist(picks, truth)
+    rows, cols = linear_sum_assignment(np.where(d <= radius, d, 1e6))
+    close = d[rows, cols] <= radius
+    return rows[close], cols[close]
+
+
 def match(picks, truth, radius):
     """Boolean array: which picks are matched one-to-one to a truth particle within ``radius``."""
     hit = np.zeros(len(picks), bool)
-    if len(picks) and len(truth):
-        d = cdist(picks, truth)
-        cost = np.where(d <= radius, d, 1e6)
-        rows, cols = linear_sum_assignment(cost)
-        hit[rows[d[rows, cols] <= radius]] = True
+    hit[pairs(picks, truth, radius)[0]] = True
     return hit
 
 

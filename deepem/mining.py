@@ -2,8 +2,10 @@
 
 On a labelled micrograph where every particle is labelled, a high-scoring local maximum far
 from every label is a false positive. Those are the most informative negatives (DeepEM's
-"rejected picks"); a second training stage on them sharpens the net and the threshold.
-Where labels are incomplete, the scores of all maxima calibrate the threshold instead.
+"rejected picks"); a second training stage on them sharpens the net. The maxima in the
+held-out stripes (never trained on, never mined) matched to their labels set the threshold,
+as picking will meet it. Where labels are incomplete, the scores of all maxima calibrate the
+threshold instead.
 """
 
 import numpy as np
@@ -11,7 +13,8 @@ from scipy.spatial import cKDTree
 
 from deepem.io import manifest
 from deepem.io.micrograph import read_micrograph
-from deepem.patches import extract
+from deepem.metrics import pairs
+from deepem.patches import extract, in_stripe
 from deepem.picking import CANDIDATE_FLOOR, candidates
 from deepem.progress import progress
 
@@ -30,17 +33,45 @@ def maxima_scores(net, table, names, particle_px, device, floor=CANDIDATE_FLOOR)
     return np.concatenate(scores) if scores else np.zeros(0)
 
 
-def hard_negatives(net, table, positives, particle_px, device, per_positive=1.0, floor=0.1):
+def hard_negatives(net, table, positives, particle_px, device, holdout, per_positive=1.0, floor=0.1):
     """Patches of the strongest maxima >= ``floor`` at least 0.75 diameter from every positive.
 
     At most ``per_positive`` x (labelled particles) per micrograph, strongest first; maxima
-    within half a diameter of the edge are left out, as picking leaves them out.
+    within half a diameter of the edge are left out, as picking leaves them out, and so are
+    those in the micrograph's held-out stripe (``holdout``: ``{name: (x0, x1)}``).
     """
     box = net.arch.box
     patches = []
     for name, image, xy, _ in _maxima(net, table, positives, particle_px, device, floor, "mine hard negatives"):
         pos = positives[name]
         keep = (cKDTree(pos).query(xy)[0] >= 0.75 * particle_px) if len(xy) else np.zeros(0, bool)
+        if name in holdout:
+            keep &= ~in_stripe(xy, holdout[name])
         chosen = xy[keep][: int(np.ceil(per_positive * len(pos)))]  # strongest first
         patches.append(extract(image, chosen, box))
     return np.concatenate(patches) if patches else np.zeros((0, box, box), np.float32)
+
+
+def holdout_hits(net, table, positives, holdout, particle_px, device, floor=CANDIDATE_FLOOR):
+    """``(hits, scores, n_labels)`` of the maxima in the held-out stripes, pooled over micrographs.
+
+    Maxima in a stripe are matched one-to-one to its labels within half a diameter, as
+    ``deepem evaluate`` matches picks to truth. A label up to half a diameter outside the
+    stripe may take a maximum inside it, and then counts; unmatched, it does not.
+    """
+    radius = 0.5 * particle_px
+    hits, scores, n_labels = [], [], 0
+    names = [n for n in positives if n in holdout]
+    for name, _, xy, score in _maxima(net, table, names, particle_px, device, floor, "score held-out stripes"):
+        stripe, pos = holdout[name], positives[name]
+        inside = in_stripe(xy, stripe)
+        near = pos[in_stripe(pos, stripe, radius)]
+        rows, cols = pairs(xy[inside], near, radius)
+        hit = np.zeros(int(inside.sum()), bool)
+        hit[rows] = True
+        hits.append(hit)
+        scores.append(score[inside])
+        n_labels += int(in_stripe(near, stripe).sum() + (~in_stripe(near[cols], stripe)).sum())
+    if not hits:
+        return np.zeros(0, bool), np.zeros(0), 0
+    return np.concatenate(hits), np.concatenate(scores), n_labels

@@ -75,6 +75,19 @@ def sample_background(image, avoid, count, min_distance, rng, unusual_fraction=0
     return np.asarray(found, float).reshape(-1, 2)
 
 
+def holdout_stripe(width, fraction, rng):
+    """``(x0, x1)``: a full-height stripe, ``fraction`` of the image wide, at a random place."""
+    wide = int(round(fraction * width))
+    x0 = int(rng.integers(0, width - wide + 1))
+    return x0, x0 + wide
+
+
+def in_stripe(xy, stripe, margin=0.0):
+    """Which working-pixel centres ``(n, 2)`` lie in ``[x0 - margin, x1 + margin)``."""
+    x = np.asarray(xy, float).reshape(-1, 2)[:, 0]
+    return (x >= stripe[0] - margin) & (x < stripe[1] + margin)
+
+
 def check_inside(xy, shape, source):
     """Error naming ``source`` when a coordinate lies outside an image of ``shape`` (original pixels)."""
     h, w = shape

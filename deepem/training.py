@@ -53,14 +53,18 @@ def rotation_averaged(net, x, batch=1024):
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def best_f1_threshold(scores, labels):
-    """The score threshold maximising F1 on labelled patches, with its F1, precision and recall."""
+def best_f1_threshold(scores, labels, positives=None):
+    """The score threshold maximising F1 on labelled patches, with its F1, precision and recall.
+
+    ``labels`` marks the true items; recall counts them out of ``positives`` (default: their
+    number), e.g. the labels that score maxima were matched to, some of which no maximum found.
+    """
     order = np.argsort(-scores, kind="stable")
-    s, y = scores[order], labels[order]
+    s, y = scores[order], np.asarray(labels, float)[order]
     tp = np.cumsum(y)
     fp = np.cumsum(1 - y)
     precision = tp / (tp + fp)
-    recall = tp / max(1, y.sum())
+    recall = tp / max(1, y.sum() if positives is None else positives)
     f1 = np.where(tp > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0)
     last = np.r_[s[1:] != s[:-1], True]  # only cut between distinct scores
     i = int(np.argmax(np.where(last, f1, -1)))

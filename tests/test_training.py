@@ -51,6 +51,14 @@ def test_best_f1_threshold_cuts_between_the_classes():
     assert choice["f1"] == 1.0 and choice["threshold"] == 0.55
 
 
+def test_best_f1_threshold_counts_recall_out_of_the_given_positives():
+    scores = np.array([0.9, 0.8, 0.6, 0.4])
+    hits = np.array([1, 1, 0, 1])
+    assert best_f1_threshold(scores, hits)["recall"] == 1.0
+    choice = best_f1_threshold(scores, hits, positives=6)  # 3 labels no maximum found
+    assert choice["recall"] == 0.5 and choice["precision"] == 0.75 and choice["threshold"] == 0.2
+
+
 def test_mixture_threshold_splits_background_from_particles():
     rng = np.random.default_rng(0)
     background = rng.normal(-4, 1.0, 900)  # logits of maxima: many weak background maxima

@@ -12,6 +12,8 @@ import starfile
 import torch
 
 from conftest import run, snakemake, write_config
+from deepem.dataset import load_labels
+from deepem.io import manifest
 from deepem.io.coords import MIC, SCORE, X, Y, read_coordinates, read_star_table
 from deepem.metrics import match, summarise
 
@@ -80,6 +82,27 @@ def test_extract_routes_a_merged_label_file_like_per_micrograph_files(finished_r
         np.testing.assert_array_equal(a[key], b[key])
     dry = snakemake(write_config(tmp_path, tiny_dataset, labels={"positives": str(merged)}), "-n")
     assert "extract" in dry.stdout
+
+
+def test_extract_holds_out_a_stripe_of_each_labelled_micrograph(finished_run, tiny_dataset, tmp_path):
+    tmp, _ = finished_run
+    labels = sorted(map(str, (tiny_dataset / "labels").glob("*.star")))
+    shards = sorted(map(str, (tmp / "results" / "preprocessed").iterdir()))
+    run(["deepem", "extract", "--preprocessed", *shards, "--positives", *labels, "--diameter", "150",
+         "--val-fraction", "0.25", "-o", str(tmp_path / "patches.npz")])
+    data = np.load(tmp_path / "patches.npz")
+    holdout = json.loads(str(data["meta"]))["holdout"]
+    table = manifest.read(shards)
+    positives = load_labels(labels, table, "positive label")
+    assert sorted(holdout) == sorted(positives)
+    in_stripes = 0
+    for name, (x0, x1) in holdout.items():
+        width = mrcfile.read(manifest.working_path(table.loc[name])).shape[1]
+        assert x1 - x0 == round(0.25 * width) and 0 <= x0 and x1 <= width
+        in_stripes += int(((positives[name][:, 0] >= x0) & (positives[name][:, 0] < x1)).sum())
+    # exactly the positives centred in the stripes are held out (positives come first per micrograph)
+    assert 0 < in_stripes == int((data["val"] & (data["y"] == 1)).sum())
+    assert (data["val"] & (data["y"] == 0)).any()
 
 
 def test_picks_are_far_better_than_chance(finished_run, tiny_dataset):
@@ -270,10 +293,13 @@ def test_round_two_trains_on_round_one_picks_and_hard_negatives(two_rounds):
 
 
 def test_threshold_method_follows_label_completeness(finished_run, two_rounds):
-    """Complete labels: held-out patches set the threshold; incomplete: the maxima on labelled micrographs."""
+    """Complete labels: the maxima in the held-out stripes set the threshold; incomplete: all maxima on labelled micrographs."""
     complete = torch.load(finished_run[0] / "results/round_1/model/model.pt", weights_only=False)
     incomplete = torch.load(two_rounds[0] / "results/round_1/model/model.pt", weights_only=False)
-    assert complete["auto_threshold"]["method"] == "held-out patches"
+    stripes = complete["auto_threshold"]
+    assert stripes["method"] == "held-out stripes" and stripes["maxima"] > 0 and stripes["labels"] > 0
+    assert complete["threshold"] == stripes["threshold"] and 0 < stripes["recall"] <= 1
+    assert "maxima in the held-out stripes" in (finished_run[0] / "results/logs/round_1/train.log").read_text()
     assert incomplete["auto_threshold"]["method"] == "maxima split" and incomplete["auto_threshold"]["maxima"] > 0
     assert incomplete["threshold"] == incomplete["auto_threshold"]["threshold"]
     log = (two_rounds[0] / "results/logs/round_1/train.log").read_text()

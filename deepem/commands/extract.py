@@ -2,8 +2,10 @@
 
 Positives are centred on the labelled coordinates; negatives are the user's non-particle
 coordinates plus background sampled at least half a diameter from every label, half of it
-uniformly and half from regions whose local mean or variance is unusual (ice, carbon, junk). A random
-fraction is held out for validation (and for the automatic score threshold).
+uniformly and half from regions whose local mean or variance is unusual (ice, carbon, junk).
+A full-height stripe of each labelled micrograph (--val-fraction of its width, at a seeded
+random place) is held out: its patches only validate, and its labels and score maxima set the
+automatic threshold of fully labelled micrographs (see 'deepem train').
 
 Example:
     deepem extract --preprocessed results/preprocessed/* --positives labels/*.star \\
@@ -22,7 +24,7 @@ from deepem.io import manifest
 from deepem.io.atomic import atomic_path
 from deepem.io.coords import MIC, X, Y, read_star_table
 from deepem.io.micrograph import read_micrograph
-from deepem.patches import extract, sample_background
+from deepem.patches import extract, holdout_stripe, in_stripe, sample_background
 from deepem.progress import progress
 from deepem.verification import NEGATIVE, POSITIVE, VERDICT
 
@@ -42,7 +44,9 @@ def add_args(parser):
     parser.add_argument(
         "--unusual-fraction", type=float, default=0.5, help="share of background drawn from unusual regions"
     )
-    parser.add_argument("--val-fraction", type=float, default=0.15, help="held-out fraction (default 0.15)")
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.15, help="width of the held-out stripe per micrograph (default 0.15)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     common.add_flip_y_arg(parser)
 
@@ -81,9 +85,10 @@ def main(args):
         raise DeepEMError(f"no labelled particles in {len(args.positives)} positive label files; label some particles")
     box = common.architecture(args.particle_px, args.box_scale, "modern").box
     rng = np.random.default_rng(args.seed)
-    xs, ys, kinds = [], [], []
+    xs, ys, vals, kinds, holdout = [], [], [], [], {}
     for name in progress(sorted(positives), "extract"):
         image, _ = read_micrograph(manifest.working_path(table.loc[name]))
+        holdout[name] = stripe = holdout_stripe(image.shape[1], args.val_fraction, rng)
         pos = positives[name]
         neg = negatives.get(name, np.zeros((0, 2)))
         background = sample_background(
@@ -93,16 +98,18 @@ def main(args):
         for centres, label, kind in ((pos, 1, "positive"), (neg, 0, "negative"), (background, 0, "background")):
             xs.append(extract(image, centres, box))
             ys.append(np.full(len(centres), label, np.uint8))
+            vals.append(in_stripe(centres, stripe))
             kinds.extend([kind] * len(centres))
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    val = np.zeros(len(y), bool)
-    for label in (0, 1):
-        idx = np.flatnonzero(y == label)
-        val[rng.choice(idx, int(round(args.val_fraction * len(idx))), replace=False)] = True
+    x, y, val = np.concatenate(xs), np.concatenate(ys), np.concatenate(vals)
+    if args.val_fraction > 0 and not y[val].any():
+        raise DeepEMError(
+            f"the held-out stripes ({args.val_fraction:.0%} of each micrograph's width) hold no labelled particle: "
+            "label more particles or raise --val-fraction"
+        )
     counts = {k: kinds.count(k) for k in ("positive", "negative", "background")}
     meta = {
         "box": box, "particle_px": args.particle_px, "box_scale": args.box_scale, "counts": counts,
-        "from_previous_round": previous,
+        "from_previous_round": previous, "holdout": holdout,
     }
     with atomic_path(args.output) as tmp:
         with open(tmp, "wb") as fh:
@@ -111,5 +118,5 @@ def main(args):
         f"{len(positives)} micrographs: {counts['positive']} positives, {counts['negative']} labelled negatives, "
         f"{counts['background']} background (of which from the previous round's verified picks: "
         f"{previous['positives']} positives, {previous['negatives']} negatives); box {box} px; "
-        f"{int(val.sum())} held out -> {args.output}"
+        f"{int(val.sum())} held out in stripes -> {args.output}"
     )

@@ -2,11 +2,13 @@
 
 Writes OUTDIR/model.pt (weights, architecture, chosen threshold), OUTDIR/training.tsv and
 OUTDIR/training.png (loss and validation accuracy per epoch) and OUTDIR/run.json (arguments,
-versions, device). With ``--threshold auto`` the threshold is chosen and logged: the score
-maximising F1 on the held-out patches, or, with --calibrate (labels incomplete), the split
-between the background and particle modes of the maxima on the labelled micrographs. With
---mine, a second stage adds hard negatives (see 'labelled micrographs' below). A killed run
-resumes from its last epoch.
+versions, device). With ``--threshold auto`` the threshold is chosen and logged: with --mine
+(labels complete) the score maximising F1 over the score maxima in the held-out stripes
+(see 'deepem extract') matched to their labels, as picking meets them; with --calibrate
+(labels incomplete) the split between the background and particle modes of the maxima on the
+labelled micrographs; otherwise the best F1 on the held-out patches. With --mine, a second
+stage adds hard negatives (see 'labelled micrographs' below). A killed run resumes from its
+last epoch.
 
 Example:
     deepem train results/round_1/patches.npz -o results/round_1/model --mode modern --seed 1
@@ -15,7 +17,6 @@ Example:
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -25,7 +26,7 @@ from deepem.dataset import load_labels
 from deepem.io import manifest
 from deepem.io.atomic import atomic_path, write_text
 from deepem.errors import DeepEMError
-from deepem.mining import hard_negatives, maxima_scores
+from deepem.mining import hard_negatives, holdout_hits, maxima_scores
 from deepem.training import RECIPES, best_f1_threshold, load_patches, mixture_threshold, rotation_averaged, train
 
 
@@ -38,8 +39,8 @@ def add_args(parser):
     parser.add_argument("--seed", type=int, default=0)
     mine = parser.add_argument_group(
         "labelled micrographs", "scored after training. Fully labelled (--mine): the strongest maxima far from "
-        "every label become negatives of a second stage. Incompletely labelled (--calibrate): the scores of "
-        "all maxima set the automatic threshold"
+        "every label and outside the held-out stripes become negatives of a second stage, and the maxima in the "
+        "stripes set the automatic threshold. Incompletely labelled (--calibrate): the scores of all maxima set it"
     )
     mine.add_argument("--mine", nargs="*", default=[], metavar="DIR", help="preprocessing shard directories")
     mine.add_argument("--calibrate", nargs="*", default=[], metavar="DIR", help="preprocessing shard directories")
@@ -64,14 +65,14 @@ def main(args):
     net, history = train(
         arch, args.mode, x, y, val, args.seed, device, epochs=args.epochs, checkpoint=outdir / "checkpoint.pt"
     )
+    holdout = meta.get("holdout", {})
     if args.mine:
         table = manifest.read(args.mine)
-        hard = hard_negatives(net, table, load_labels(args.positives, table, "positive label", args.flip_y), meta["particle_px"], device)
-        generator = np.random.default_rng(args.seed)
-        hard_val = generator.random(len(hard)) < float(val.float().mean())
+        labelled = load_labels(args.positives, table, "positive label", args.flip_y)
+        hard = hard_negatives(net, table, labelled, meta["particle_px"], device, holdout)
         x = torch.cat([x, torch.from_numpy(hard)[:, None]])
         y = torch.cat([y, torch.zeros(len(hard))])
-        val = torch.cat([val, torch.from_numpy(hard_val)])
+        val = torch.cat([val, torch.zeros(len(hard), dtype=torch.bool)])  # mined outside the held-out stripes
         extra = args.mine_epochs or max(3, len(history) // 3)
         print(f"hard negatives: {len(hard)} strong maxima far from every label; training {extra} more epochs")
         net, history = train(
@@ -85,6 +86,18 @@ def main(args):
         f"best F1 {patches['f1']:.3f} on {len(scores)} held-out patches at {patches['threshold']:.4f}, "
         f"precision {patches['precision']:.3f}, recall {patches['recall']:.3f}"
     )
+    if args.mine and fixed is None:
+        hits, maxima, n_labels = holdout_hits(net, table, labelled, holdout, meta["particle_px"], device)
+        if n_labels:
+            stripes = {"method": "held-out stripes", **best_f1_threshold(maxima, hits, n_labels)}
+            choice = {**stripes, "maxima": len(maxima), "labels": n_labels, "patches": patches}
+            how = (
+                f"best F1 {stripes['f1']:.3f} at {stripes['threshold']:.4f} over {len(maxima)} maxima in the held-out "
+                f"stripes ({n_labels} labels), precision {stripes['precision']:.3f}, recall {stripes['recall']:.3f}; "
+                f"held-out patches: {how}"
+            )
+        else:
+            print("the held-out stripes hold no label: the threshold comes from the held-out patches")
     if args.calibrate and fixed is None:
         table = manifest.read(args.calibrate)
         labelled = load_labels(args.positives, table, "positive label", args.flip_y)
