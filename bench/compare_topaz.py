@@ -321,20 +321,21 @@ def main():
         n_labels = sum(len(read_coordinates(f)) for f in labels)
         log(f"  {n_labels} labelled particles on {len(labels)} training micrographs")
 
-        # deepem: extract once, then train and pick with the workflow's round-1 seed (seed + 1) and,
-        # with --deepem-seeds K, with K - 1 more seeds; the first seed's run is the table's row.
+        # deepem: extract, train and pick with the workflow's round-1 seed (seed + 1) and, with
+        # --deepem-seeds K, with K - 1 more seeds (each its own extraction too, as the workflow's
+        # seed sets both); the first seed's run is the table's row.
         seed0 = cfg["seed"] + 1
-        ex = run("deepem extract", [deepem, "extract", "--preprocessed", out / "deepem/preprocessed/train",
-                 "--positives", *labels, "--negatives", *negatives, "--diameter", diameter,
-                 "--particle-px", cfg["particle_px"], "--box-scale", cfg["box_scale"],
-                 "--background-ratio", cfg["background_ratio"], "--seed", seed0, "-o", d / "deepem/patches.npz"],
-                 d / "stages/deepem_extract.json")
         labelled = "--mine" if frac >= 1 else "--calibrate"  # as the workflow does for labels.complete true / false
         runs = []
         for seed in range(seed0, seed0 + args.deepem_seeds):
             tag = "" if seed == seed0 else f"_seed{seed}"
             dd = d / f"deepem{tag}"
-            tr = run(f"deepem train{tag}", [deepem, "train", d / "deepem/patches.npz", labelled,
+            ex = run(f"deepem extract{tag}", [deepem, "extract", "--preprocessed", out / "deepem/preprocessed/train",
+                     "--positives", *labels, "--negatives", *negatives, "--diameter", diameter,
+                     "--particle-px", cfg["particle_px"], "--box-scale", cfg["box_scale"],
+                     "--background-ratio", cfg["background_ratio"], "--seed", seed, "-o", dd / "patches.npz"],
+                     d / f"stages/deepem_extract{tag}.json")
+            tr = run(f"deepem train{tag}", [deepem, "train", dd / "patches.npz", labelled,
                      out / "deepem/preprocessed/train", "--positives", *labels, "-o", dd / "model", "--mode", cfg["mode"],
                      "--threshold", cfg["threshold"], "--seed", seed, "--threads", args.threads, "--device", "cpu"],
                      d / f"stages/deepem_train{tag}.json")
@@ -345,9 +346,9 @@ def main():
             at = {n: (xy, np.ones(len(xy))) for n, xy in at.items()}
             metrics, curve = score(at, read_by_micrograph(dd / "picks/candidates.star"), truth_test, radius)
             runs.append({"labels": label, "seed": seed, "threshold": thr, **metrics, "train_s": ex["s"] + tr["s"],
-                         "tr": tr, "pk": pk, "curve": curve})
+                         "ex": ex, "tr": tr, "pk": pk, "curve": curve})
         first = runs[0]
-        tr, pk, metrics = first["tr"], first["pk"], {k: first[k] for k in SCORE_KEYS}
+        ex, tr, pk, metrics = first["ex"], first["tr"], first["pk"], {k: first[k] for k in SCORE_KEYS}
         rows.append({"labels": label, "tool": "deepem", "threshold": first["threshold"], **metrics,
                      "prep_s_mic": per_mic(dp["test"], len(test)), "train_s": first["train_s"],
                      "pick_s_mic": per_mic(pk, len(test)), "prep_mb": dp["test"]["peak_mb"],
@@ -355,7 +356,7 @@ def main():
                      "mic_cpu_s": cpu(dp["test"], pk) / len(test), "train_cpu_s": cpu(ex, tr),
                      "train_note": "extract + train" + (" + mining" if frac >= 1 else " + calibration")})
         curves[f"deepem {label}"] = (first["curve"], metrics)
-        seed_rows += [{k: v for k, v in r.items() if k not in ("tr", "pk", "curve")} for r in runs]
+        seed_rows += [{k: v for k, v in r.items() if k not in ("ex", "tr", "pk", "curve")} for r in runs]
 
         rows.append({"labels": label, **pretrained_row})
 
