@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import numpy as np
 
 from deepem import mining
@@ -22,3 +24,14 @@ def test_holdout_hits_skip_micrographs_without_a_stripe(monkeypatch):
     monkeypatch.setattr(mining, "_maxima", lambda net, table, names, *rest: seen.append(list(names)) or iter([]))
     hits, scores, n_labels = mining.holdout_hits(None, None, {"a": np.zeros((1, 2)), "b": np.zeros((1, 2))}, {"b": (0, 5)}, 32, "cpu")
     assert seen == [["b"]] and len(hits) == len(scores) == n_labels == 0
+
+
+def test_hard_negatives_are_never_mined_in_the_held_out_stripe(monkeypatch):
+    image = np.arange(300 * 300, dtype=np.float32).reshape(300, 300)
+    maxima = np.array([[150.0, 150], [50, 150], [250, 50]])  # the first in the stripe, all far from the label
+    monkeypatch.setattr(mining, "_maxima", lambda *args: iter([("a", image, maxima, np.array([0.9, 0.8, 0.7]))]))
+    net = SimpleNamespace(arch=SimpleNamespace(box=8))
+    labels = {"a": np.array([[10.0, 10], [280, 280], [20, 280]])}
+    got = mining.hard_negatives(net, None, labels, 32, "cpu", {"a": (100, 200)})
+    np.testing.assert_array_equal(got, mining.extract(image, maxima[1:], 8))
+    assert len(mining.hard_negatives(net, None, labels, 32, "cpu", {})) == 3  # no stripe: all three

@@ -100,7 +100,7 @@ def test_extract_holds_out_a_stripe_of_each_labelled_micrograph(finished_run, ti
         width = mrcfile.read(manifest.working_path(table.loc[name])).shape[1]
         assert x1 - x0 == round(0.25 * width) and 0 <= x0 and x1 <= width
         in_stripes += int(((positives[name][:, 0] >= x0) & (positives[name][:, 0] < x1)).sum())
-    # exactly the positives centred in the stripes are held out (positives come first per micrograph)
+    # exactly the positives centred in the stripes are held out
     assert 0 < in_stripes == int((data["val"] & (data["y"] == 1)).sum())
     assert (data["val"] & (data["y"] == 0)).any()
 
