@@ -2,9 +2,8 @@
 
 ``faithful``: sigmoid units, mean pooling, squared error (1/2 sum e^2 / N), plain SGD at
 learning rate 1, batch 50, 20 epochs, every patch in its 4 rotations (the paper).
-``modern``: batch norm + ReLU, max pooling, binary cross-entropy, Adam with its learning rate
-annealed to 0 over each training stage (cosine), a random one of the 8 rotations/flips of each
-patch per epoch.
+``modern``: batch norm + ReLU, max pooling, binary cross-entropy, Adam, a random one of the
+8 rotations/flips of each patch per epoch.
 """
 
 import json
@@ -123,13 +122,10 @@ def train(arch, mode, x, y, val, seed, device, epochs=None, checkpoint=None, log
     generator = torch.Generator().manual_seed(seed)
     history = list(start[1]) if start else []
     start_epoch, epochs = len(history), len(history) + epochs
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, epochs - start_epoch) if mode == "modern" else None
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, weights_only=False)
         net.load_state_dict(state["net"])
         optimiser.load_state_dict(state["optimiser"])
-        if schedule is not None:
-            schedule.load_state_dict(state["schedule"])
         generator.set_state(state["generator"])
         history, start_epoch = state["history"], state["epoch"]
         log(f"resumed from {checkpoint} after epoch {start_epoch}")
@@ -153,16 +149,10 @@ def train(arch, mode, x, y, val, seed, device, epochs=None, checkpoint=None, log
             optimiser.step()
             total += loss.item() * len(idx)
             seen += len(idx)
-        lr = optimiser.param_groups[0]["lr"]  # this epoch's
-        if schedule is not None:
-            schedule.step()
         scores = rotation_averaged(net, xv).cpu()
         val_loss = float(_loss(net, torch.logit(scores.clamp(1e-6, 1 - 1e-6)), yv))
         val_acc = float(((scores >= 0.5).float() == yv).float().mean()) if len(yv) else float("nan")
-        history.append(
-            {"epoch": epoch + 1, "learning_rate": lr, "train_loss": total / max(seen, 1), "val_loss": val_loss,
-             "val_accuracy": val_acc}
-        )
+        history.append({"epoch": epoch + 1, "train_loss": total / max(seen, 1), "val_loss": val_loss, "val_accuracy": val_acc})
         log(
             f"epoch {epoch + 1}/{epochs}: train loss {total / max(seen, 1):.4f}, "
             f"val loss {val_loss:.4f}, val accuracy {val_acc:.3f} ({time.time() - t0:.1f} s)"
@@ -171,7 +161,7 @@ def train(arch, mode, x, y, val, seed, device, epochs=None, checkpoint=None, log
             tmp = checkpoint.with_name(checkpoint.name + ".tmp")
             torch.save(
                 {"net": net.state_dict(), "optimiser": optimiser.state_dict(), "generator": generator.get_state(),
-                 "schedule": schedule.state_dict() if schedule is not None else None, "history": history, "epoch": epoch + 1},
+                 "history": history, "epoch": epoch + 1},
                 tmp,
             )
             tmp.replace(checkpoint)

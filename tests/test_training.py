@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 import torch
 
 from deepem.model import design
@@ -38,29 +37,11 @@ def test_resume_from_checkpoint_matches_uninterrupted(tmp_path):
     arch, quiet = design(40), (lambda *_: None)
     full, _ = train(arch, "modern", x, y, val, seed=2, device="cpu", epochs=4, log=quiet)
     ckpt = tmp_path / "c.pt"
-
-    def killed_in_epoch_3(message):
-        if message.startswith("epoch 3/"):  # before epoch 3's checkpoint: the last one is epoch 2's
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(arch, "modern", x, y, val, seed=2, device="cpu", epochs=4, checkpoint=ckpt, log=killed_in_epoch_3)
+    train(arch, "modern", x, y, val, seed=2, device="cpu", epochs=2, checkpoint=ckpt, log=quiet)  # "killed" after 2
     resumed, history = train(arch, "modern", x, y, val, seed=2, device="cpu", epochs=4, checkpoint=ckpt, log=quiet)
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b)
-
-
-def test_modern_learning_rate_anneals_over_each_stage_and_faithful_stays_at_one():
-    x, y, val = _toy_patches()
-    quiet = lambda *_: None  # noqa: E731
-    net, history = train(design(40), "modern", x, y, val, seed=3, device="cpu", epochs=4, log=quiet)
-    lrs = [h["learning_rate"] for h in history]
-    assert lrs[0] == 1e-3 and all(a > b for a, b in zip(lrs, lrs[1:])) and lrs[-1] < 2e-4
-    _, more = train(design(40), "modern", x, y, val, seed=4, device="cpu", epochs=2, log=quiet, start=(net, history))
-    assert [h["learning_rate"] for h in more[4:]] == [1e-3, 5e-4]  # a second stage anneals afresh
-    _, history = train(design(40), "faithful", x, y, val, seed=3, device="cpu", epochs=2, log=quiet)
-    assert [h["learning_rate"] for h in history] == [1.0, 1.0]
 
 
 def test_best_f1_threshold_cuts_between_the_classes():
