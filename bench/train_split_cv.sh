@@ -1,0 +1,61 @@
+#!/bin/bash
+# Compare deepem training recipes without touching test micrographs: train on the labels of the
+# first half of a bench dataset's *training* micrographs, pick all of them, and score the other
+# half against their truth (deepem.metrics, one-to-one within half a diameter).
+#
+# usage: bench/train_split_cv.sh DATASET LABELS OUT SEED [CODE]
+#   DATASET  bgal or syn19hc (needs a finished `make bench`: it reuses bench/results/DATASET)
+#   LABELS   labels_1 (full labels: trains with --mine) or labels_0.3 (30 %: --calibrate)
+#   OUT      output directory
+#   SEED     extract and train seed
+#   CODE     optional directory holding another deepem package to train with (PYTHONPATH),
+#            e.g. from `git archive COMMIT deepem | tar -x -C DIR`
+# example: bench/train_split_cv.sh bgal labels_0.3 /tmp/cv/now-1 1
+set -euo pipefail
+dataset=$1 labels=$2 out=$3 seed=$4 code=${5:-}
+here=$(cd "$(dirname "$0")" && pwd)
+results=$here/results/$dataset
+spec=$here/../../shared/data/$dataset/dataset.yaml
+deepem=$here/../.venv/bin/deepem
+python=$here/../.venv/bin/python
+diameter=$($python -c "import yaml; print(yaml.safe_load(open('$spec'))['particle_diameter'])")
+mapfile -t files < <(ls "$results/$labels/labels/"*.star)
+half=$(( ${#files[@]} / 2 ))
+train=("${files[@]:0:$half}")
+negatives=()
+for f in "${train[@]}"; do  # the dataset's non-particle labels of the same micrographs, as the bench passes them
+    n=$(dirname "$spec")/negatives/$(basename "$f")
+    if [ -f "$n" ]; then negatives+=("$n"); fi
+done
+use=$([ "$labels" = labels_1 ] && echo --mine || echo --calibrate)
+pre=$results/deepem/preprocessed/train
+mkdir -p "$out"
+$deepem extract --preprocessed "$pre" --positives "${train[@]}" --negatives "${negatives[@]}" --diameter "$diameter" --seed "$seed" \
+    -o "$out/patches.npz" > "$out/extract.log" 2>&1
+PYTHONPATH=$code $deepem train "$out/patches.npz" $use "$pre" --positives "${train[@]}" -o "$out/model" \
+    --seed "$seed" --threads 2 > "$out/train.log" 2>&1
+rm -rf "$out/picks"
+$deepem pick --model "$out/model/model.pt" --preprocessed "$pre" -o "$out/picks" --threads 2 > "$out/pick.log" 2>&1
+$python - "$spec" "$out" "${files[@]:$half}" <<'EOF'
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from deepem.io.coords import read_by_micrograph, read_coordinates
+from deepem.metrics import match, summarise
+
+spec, out, held = yaml.safe_load(open(sys.argv[1])), Path(sys.argv[2]), [Path(f).stem for f in sys.argv[3:]]
+root = Path(sys.argv[1]).parent
+radius = 0.5 * spec["particle_diameter"] / spec["pixel_size"]
+truth = {n: read_coordinates(root / "truth" / f"{n}.star") for n in held}
+ranked = {Path(k).stem: v for k, v in read_by_micrograph(out / "picks/candidates.star").items()}
+n_truth = sum(map(len, truth.values()))
+at = [match(read_coordinates(out / f"picks/{n}.star"), truth[n], radius) for n in held]
+f1 = summarise(np.concatenate(at), np.zeros(sum(map(len, at))), n_truth)["f1"]
+hits = [match(ranked[n][0], truth[n], radius) for n in held]
+m = summarise(np.concatenate(hits), np.concatenate([ranked[n][1] for n in held]), n_truth)
+print(f"{out.name}: {len(held)} held-out training micrographs, F1 {f1:.4f}, AP {m['average_precision']:.4f}, "
+      f"best F1 {m['best_f1']:.4f}")
+EOF
