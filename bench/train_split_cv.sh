@@ -36,26 +36,27 @@ PYTHONPATH=$code $deepem train "$out/patches.npz" $use "$pre" --positives "${tra
     --seed "$seed" --threads 2 > "$out/train.log" 2>&1
 rm -rf "$out/picks"
 $deepem pick --model "$out/model/model.pt" --preprocessed "$pre" -o "$out/picks" --threads 2 > "$out/pick.log" 2>&1
-$python - "$spec" "$out" "${files[@]:$half}" <<'EOF'
+$python - "$here" "$spec" "$out" "${files[@]:$half}" <<'EOF'
 import sys
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from deepem.io.coords import read_by_micrograph, read_coordinates
-from deepem.metrics import match, summarise
+sys.path.insert(0, sys.argv[1])
+from compare_topaz import pooled  # noqa: E402  the bench's one-to-one matching, pooled over micrographs
 
-spec, out, held = yaml.safe_load(open(sys.argv[1])), Path(sys.argv[2]), [Path(f).stem for f in sys.argv[3:]]
-root = Path(sys.argv[1]).parent
+from deepem.io.coords import read_by_micrograph, read_coordinates  # noqa: E402
+from deepem.metrics import summarise  # noqa: E402
+
+spec, out, held = yaml.safe_load(open(sys.argv[2])), Path(sys.argv[3]), [Path(f).stem for f in sys.argv[4:]]
+root = Path(sys.argv[2]).parent
 radius = 0.5 * spec["particle_diameter"] / spec["pixel_size"]
 truth = {n: read_coordinates(root / "truth" / f"{n}.star") for n in held}
+picks = {n: read_coordinates(out / f"picks/{n}.star") for n in held}
+f1 = summarise(*pooled({n: (xy, np.ones(len(xy))) for n, xy in picks.items()}, truth, radius))["f1"]
 ranked = {Path(k).stem: v for k, v in read_by_micrograph(out / "picks/candidates.star").items()}
-n_truth = sum(map(len, truth.values()))
-at = [match(read_coordinates(out / f"picks/{n}.star"), truth[n], radius) for n in held]
-f1 = summarise(np.concatenate(at), np.zeros(sum(map(len, at))), n_truth)["f1"]
-hits = [match(ranked[n][0], truth[n], radius) for n in held]
-m = summarise(np.concatenate(hits), np.concatenate([ranked[n][1] for n in held]), n_truth)
+m = summarise(*pooled(ranked, truth, radius))
 print(f"{out.name}: {len(held)} held-out training micrographs, F1 {f1:.4f}, AP {m['average_precision']:.4f}, "
       f"best F1 {m['best_f1']:.4f}")
 EOF

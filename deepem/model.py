@@ -154,10 +154,9 @@ class DeepEMNet(nn.Module):
         rotated back, and the pools commute with rotation (S2's input is a multiple of 3 in size,
         the later pools run at stride 1). So C1 and S2 run once with all 4 rotated kernel sets,
         a strip of ``STRIP`` S2 rows at a time (its maps stay in cache), and the layers after them
-        once per rotation (4 plain convolutions beat one with ``groups=4`` on CPU), channels-last
-        (the dilated C5 runs 4x faster so on CPU). ``H - box``
-        and ``W - box`` must be multiples of 3. For scoring in eval mode: batch norm is folded in
-        with its running statistics.
+        once per rotation (4 plain convolutions beat one with ``groups=4`` on CPU) in channels-last
+        layout (4x faster for the dilated C5 on CPU). ``H - box`` and ``W - box`` must be multiples
+        of 3. For scoring in eval mode: batch norm is folded in with its running statistics.
         """
         convs = ((self.c1, "n1"), (self.c3, "n3"), (self.c5, "n5"))
         plain = [self._folded(c, n) if self.mode == "modern" else (c.weight, c.bias) for c, n in convs]
