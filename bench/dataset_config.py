@@ -46,9 +46,13 @@ def main():
         "results": str(out / "results"),
         "demo": None,
     }
-    for item in args.set:
+    for item in args.set:  # a dotted KEY sets a nested value: labels.complete=false
         key, value = item.split("=", 1)
-        config[key] = yaml.safe_load(value)
+        *parents, leaf = key.split(".")
+        target = config
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = yaml.safe_load(value)
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     print(out / "config.yaml")
 

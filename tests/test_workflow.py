@@ -16,6 +16,7 @@ from deepem.dataset import load_labels
 from deepem.io import manifest
 from deepem.io.coords import MIC, SCORE, X, Y, read_coordinates, read_star_table
 from deepem.metrics import match, summarise
+from deepem.patches import holdout_stripe
 
 
 def test_pipeline_writes_merged_picks_for_every_micrograph(finished_run, tiny_dataset):
@@ -103,6 +104,29 @@ def test_extract_holds_out_a_stripe_of_each_labelled_micrograph(finished_run, ti
     # exactly the positives centred in the stripes are held out
     assert 0 < in_stripes == int((data["val"] & (data["y"] == 1)).sum())
     assert (data["val"] & (data["y"] == 0)).any()
+
+
+def test_extract_falls_back_to_random_patches_when_the_stripes_hold_no_label(finished_run, tmp_path):
+    tmp, _ = finished_run
+    shards = sorted(map(str, (tmp / "results" / "preprocessed").iterdir()))
+    table = manifest.read(shards)
+    name = sorted(table.index)[0]
+    row = table.loc[name]
+    width = mrcfile.read(manifest.working_path(row)).shape[1]
+    # the first draw of the seeded generator places the stripe of the only labelled micrograph
+    x0, x1 = holdout_stripe(width, 0.15, np.random.default_rng(7))
+    free = np.r_[0:x0, x1:width]
+    xs = free[(free > 20) & (free < width - 20)][::25][:6] * row["scale_x"]
+    labels = tmp_path / f"{name}.star"
+    starfile.write(pd.DataFrame({X: xs, Y: np.full(len(xs), 500.0)}), labels)
+    result = run(["deepem", "extract", "--preprocessed", *shards, "--positives", str(labels), "--diameter", "150",
+                  "--seed", "7", "-o", str(tmp_path / "patches.npz")])
+    assert "hold no labelled particle" in result.stdout
+    data = np.load(tmp_path / "patches.npz")
+    assert json.loads(str(data["meta"]))["holdout"] == {}
+    positive = data["y"] == 1
+    assert positive.sum() == len(xs) and (data["val"] & positive).any() and (~data["val"] & positive).any()
+    assert (data["val"] & ~positive).any()
 
 
 def test_picks_are_far_better_than_chance(finished_run, tiny_dataset):

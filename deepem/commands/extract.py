@@ -5,7 +5,8 @@ coordinates plus background sampled at least half a diameter from every label, h
 uniformly and half from regions whose local mean or variance is unusual (ice, carbon, junk).
 A full-height stripe of each labelled micrograph (--val-fraction of its width, at a seeded
 random place) is held out: its patches only validate, and its labels and score maxima set the
-automatic threshold of fully labelled micrographs (see 'deepem train').
+automatic threshold of fully labelled micrographs (see 'deepem train'). When the stripes hold no
+labelled particle (a handful of labels), a random --val-fraction of the patches is held out instead.
 
 Example:
     deepem extract --preprocessed results/preprocessed/* --positives labels/*.star \\
@@ -102,10 +103,18 @@ def main(args):
             kinds.extend([kind] * len(centres))
     x, y, val = np.concatenate(xs), np.concatenate(ys), np.concatenate(vals)
     if args.val_fraction > 0 and not y[val].any():
-        raise DeepEMError(
-            f"the held-out stripes ({args.val_fraction:.0%} of each micrograph's width) hold no labelled particle: "
-            "label more particles or raise --val-fraction"
+        if y.sum() < 2:
+            raise DeepEMError(f"only {int(y.sum())} labelled particle: label at least 2 (one trains, one validates)")
+        print(
+            f"warning: the held-out stripes ({args.val_fraction:.0%} of each micrograph's width) hold no labelled "
+            f"particle, so a random {args.val_fraction:.0%} of the patches is held out instead and the automatic "
+            "threshold comes from them; label more particles for a threshold set on whole stripes"
         )
+        holdout = {}
+        val = rng.random(len(y)) < args.val_fraction
+        pos = np.flatnonzero(y == 1)  # at least one positive validates, at least one trains
+        val[pos] = False
+        val[rng.choice(pos, min(len(pos) - 1, max(1, round(args.val_fraction * len(pos)))), replace=False)] = True
     counts = {k: kinds.count(k) for k in ("positive", "negative", "background")}
     meta = {
         "box": box, "particle_px": args.particle_px, "box_scale": args.box_scale, "counts": counts,
