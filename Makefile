@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test test-slurm lint bench clean
+.PHONY: demo test test-slurm test-gpu lint bench clean
 
 demo: $(VENV)/.installed
 	snakemake --cores all
@@ -15,6 +15,11 @@ test: $(VENV)/.installed
 # Starts a one-node SLURM cluster (tests/slurm/start.sh: root, Debian) and runs the workflow on it.
 test-slurm: $(VENV)/.installed
 	python -m pytest -q -s -m slurm tests/test_slurm.py
+
+# On a node with a CUDA GPU (skipped elsewhere): CUDA scores equal the CPU's, training on CUDA is
+# reproducible, and CUDA picks agree with CPU picks.
+test-gpu: $(VENV)/.installed
+	python -m pytest -q -m gpu tests/test_gpu.py
 
 lint: $(VENV)/.installed
 	snakemake --lint

@@ -442,20 +442,21 @@ def preprocess_command(deepem, micrographs, outdir, px, diameter, cfg, args):
             "--particle-px", cfg["particle_px"], "--threads", args.threads]
 
 
-def topaz_preprocess_command(topaz, micrographs, outdir, scale, args):
-    return [topaz, "preprocess", "-s", scale, "-j", args.threads, "-d", -1, "-o", outdir, *micrographs]
+def topaz_preprocess_command(topaz, micrographs, outdir, scale, args, gpu=-1):
+    """``gpu``: Topaz's -d, the CUDA device index, -1 for the CPU."""
+    return [topaz, "preprocess", "-s", scale, "-j", args.threads, "-d", gpu, "-o", outdir, *micrographs]
 
 
-def topaz_extract_command(topaz, model, images, output, radius, scale, args):
+def topaz_extract_command(topaz, model, images, output, radius, scale, args, gpu=-1):
     """Every maximum (-t -6, Topaz's default) for the ranked metrics, in micrograph pixels (-x)."""
     return [topaz, "extract", "-m", model, "-r", radius, "-x", scale, "-t", -6, "-p", args.topaz_patch,
-            "-j", args.threads, "-d", -1, "-o", output, *images]
+            "-j", args.threads, "-d", gpu, "-o", output, *images]
 
 
-def pick_command(deepem, model, preprocessed, outdir, cfg, args):
-    """``deepem pick`` as the workflow runs it (schema defaults), pinned to the CPU."""
+def pick_command(deepem, model, preprocessed, outdir, cfg, args, device="cpu"):
+    """``deepem pick`` as the workflow runs it (schema defaults), on the CPU unless ``device`` says otherwise."""
     return [deepem, "pick", "--model", model, "--preprocessed", preprocessed, "-o", outdir, "--threshold",
-            cfg["threshold"], "--min-distance", cfg["min_distance"], "--threads", args.threads, "--device", "cpu"]
+            cfg["threshold"], "--min-distance", cfg["min_distance"], "--threads", args.threads, "--device", device]
 
 
 def report_seeds(seed_rows, out):

@@ -99,3 +99,27 @@ def test_streamed_star_reads_back(tmp_path):
     assert len(back) == 6 and list(back.columns) == [MIC, X, Y, SCORE]
     assert back[MIC].tolist()[::2] == ["/m/mic0.mrc", "/m/mic1.mrc", "/m/mic2.mrc"]
     np.testing.assert_allclose(back[X], [0, 0.5, 1, 1.5, 2, 2.5])
+
+
+def test_mrc_reading_tolerates_library_deprecation_warnings_but_not_damage(tmp_path, monkeypatch):
+    import warnings
+
+    path = tmp_path / "m.mrc"
+    write_mrc(path, np.random.default_rng(0).normal(size=(64, 80)).astype(np.float32), 1.5)
+    real_open = mrcfile.open
+
+    def noisy_open(*args, **kwargs):  # as mrcfile 1.5.4 does under numpy 2.5
+        warnings.warn("Setting the dtype on a NumPy array has been deprecated", DeprecationWarning)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(mrcfile, "open", noisy_open)
+    data, pixel_size = read_micrograph(path)
+    assert data.shape == (64, 80) and pixel_size == 1.5
+
+    def damaged_open(*args, **kwargs):
+        warnings.warn("file is smaller than the header says", RuntimeWarning)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(mrcfile, "open", damaged_open)
+    with pytest.raises(DeepEMError, match="not a readable MRC"):
+        read_micrograph(path)

@@ -1,5 +1,7 @@
 """Arguments and helpers shared by several subcommands."""
 
+import os
+
 from deepem.errors import DeepEMError
 
 
@@ -32,11 +34,17 @@ def set_threads(n):
 
 
 def resolve_device(name):
-    """A torch device; asking for CUDA where there is none is an error, never a silent CPU run."""
+    """A torch device; asking for CUDA where there is none is an error, never a silent CPU run.
+
+    On CUDA, cuBLAS gets the fixed workspace that PyTorch documents as needed for deterministic
+    matrix products (``CUBLAS_WORKSPACE_CONFIG``), unless the user set one.
+    """
     import torch
 
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DeepEMError(f"device '{name}' requested but CUDA is not available on this node; use device: cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeepEMError(f"device '{name}' requested but CUDA is not available on this node; use device: cpu")
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     return torch.device(name)
 
 

@@ -53,8 +53,8 @@ def read_header(path):
 
 def _read_mrc(path):
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
+        with warnings.catch_warnings():  # mrcfile warns (RuntimeWarning) about damaged files: make that an error
+            warnings.simplefilter("error", RuntimeWarning)  # but not other libraries' deprecation notices
             with mrcfile.open(path, permissive=False) as mrc:
                 data = np.asarray(mrc.data, dtype=np.float32)
                 voxel = float(mrc.voxel_size.x)
