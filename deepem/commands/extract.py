@@ -127,5 +127,5 @@ def main(args):
         f"{len(positives)} micrographs: {counts['positive']} positives, {counts['negative']} labelled negatives, "
         f"{counts['background']} background (of which from the previous round's verified picks: "
         f"{previous['positives']} positives, {previous['negatives']} negatives); box {box} px; "
-        f"{int(val.sum())} held out in stripes -> {args.output}"
+        f"{int(val.sum())} held out {'in stripes' if holdout else 'at random'} -> {args.output}"
     )
