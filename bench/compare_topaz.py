@@ -397,16 +397,8 @@ def throughput(run, deepem, topaz, args, cfg, out, mics, mrc, px, diameter, scal
     """
     label = f"labels_{max(args.fractions):g}"
     model_t = out / f"{label}/topaz_{budget}/model_epoch{args.topaz_epochs}.sav"
-    names = sorted(mics)
     d = out / f"throughput_{args.throughput}"
-    for tool, src in (("deepem", mics), ("topaz", mrc)):
-        (d / f"{tool}/in").mkdir(parents=True, exist_ok=True)
-        for i in range(args.throughput):
-            n = names[i % len(names)]
-            link = d / f"{tool}/in/{n}_{i:04d}{Path(src[n]).suffix}"
-            if not link.exists():
-                link.symlink_to(Path(src[n]).resolve())
-    inputs = {t: sorted((d / f"{t}/in").iterdir()) for t in ("deepem", "topaz")}
+    inputs = {tool: cycled(src, args.throughput, d / f"{tool}/in") for tool, src in (("deepem", mics), ("topaz", mrc))}
     recs = {
         "deepem preprocess": run("deepem preprocess throughput", preprocess_command(
             deepem, inputs["deepem"], d / "deepem/preprocessed", px, diameter, cfg, args),
@@ -429,6 +421,18 @@ def throughput(run, deepem, topaz, args, cfg, out, mics, mrc, px, diameter, scal
     text = "stage\ts_per_micrograph\tpeak_mb\n" + "\n".join(lines) + "\n"
     (out / "throughput.tsv").write_text(text)
     log(f"\nthroughput over {n} micrographs (s per micrograph, peak MB):\n{text}wrote {out / 'throughput.tsv'}")
+
+
+def cycled(sources, count, folder):
+    """``count`` links in ``folder`` to the ``{name: path}`` sources, cycled (NAME_0000, ...); sorted paths."""
+    names = sorted(sources)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        n = names[i % len(names)]
+        link = folder / f"{n}_{i:04d}{Path(sources[n]).suffix}"
+        if not link.exists():
+            link.symlink_to(Path(sources[n]).resolve())
+    return sorted(folder.iterdir())
 
 
 SCORE_KEYS = ("picks", "precision", "recall", "f1", "average_precision", "best_f1", "ap_rematched", "best_f1_rematched")

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from compare_topaz import (
-    mrc_copies, pick_command, preprocess_command, read_topaz, schema_defaults, score, topaz_extract_command,
+    cycled, mrc_copies, pick_command, preprocess_command, read_topaz, schema_defaults, score, topaz_extract_command,
     topaz_preprocess_command,
 )
 from deepem.io.coords import read_by_micrograph, read_coordinates
@@ -68,17 +68,10 @@ def main():
     if len(folders) != 1:
         sys.exit("give micrographs from one folder")
     mrc, _ = mrc_copies(folders.pop(), {"micrographs": "*"}, sorted(mics), out / "mrc")  # Topaz reads MRC only
-    mrc = {n: Path(p).resolve() for n, p in mrc.items()}
     scale = max(1, round(4.0 / args.pixel_size))
     radius = max(1, round(0.5 * args.diameter / (args.pixel_size * scale)))
     names = sorted(mics)
-    inputs = {}
-    for tool, src in (("deepem", mics), ("topaz", mrc)):
-        (out / tool / "in").mkdir(parents=True)
-        for i in range(args.count):
-            n = names[i % len(names)]
-            (out / tool / "in" / f"{n}_{i:04d}{src[n].suffix}").symlink_to(src[n])
-        inputs[tool] = sorted((out / tool / "in").iterdir())
+    inputs = {tool: cycled(src, args.count, out / tool / "in") for tool, src in (("deepem", mics), ("topaz", mrc))}
 
     import torch
 
