@@ -10,7 +10,9 @@
 #   SEED     extract and train seed
 #   CODE     optional directory holding another deepem package to train with (PYTHONPATH),
 #            e.g. from `git archive COMMIT deepem | tar -x -C DIR`
+# environment: EXTRACT_ARGS and TRAIN_ARGS, optional extra arguments of `deepem extract` / `deepem train`
 # example: bench/train_split_cv.sh bgal labels_0.3 /tmp/cv/now-1 1
+#          EXTRACT_ARGS="--unusual-fraction 1" bench/train_split_cv.sh bgal labels_0.3 /tmp/cv/unusual-1 1
 set -euo pipefail
 dataset=$1 labels=$2 out=$3 seed=$4 code=${5:-}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,10 +32,10 @@ done
 use=$([ "$labels" = labels_1 ] && echo --mine || echo --calibrate)
 pre=$results/deepem/preprocessed/train
 mkdir -p "$out"
-$deepem extract --preprocessed "$pre" --positives "${train[@]}" --negatives "${negatives[@]}" --diameter "$diameter" --seed "$seed" \
+$deepem extract --preprocessed "$pre" --positives "${train[@]}" --negatives "${negatives[@]}" --diameter "$diameter" --seed "$seed" ${EXTRACT_ARGS:-} \
     -o "$out/patches.npz" > "$out/extract.log" 2>&1
 PYTHONPATH=$code $deepem train "$out/patches.npz" $use "$pre" --positives "${train[@]}" -o "$out/model" \
-    --seed "$seed" --threads 2 > "$out/train.log" 2>&1
+    --seed "$seed" --threads 2 ${TRAIN_ARGS:-} > "$out/train.log" 2>&1
 rm -rf "$out/picks"
 $deepem pick --model "$out/model/model.pt" --preprocessed "$pre" -o "$out/picks" --threads 2 > "$out/pick.log" 2>&1
 $python - "$here" "$spec" "$out" "${files[@]:$half}" <<'EOF'
