@@ -22,9 +22,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from compare_topaz import pooled  # noqa: E402
+from compare_topaz import pooled, truth_of  # noqa: E402
 
-from deepem.io.coords import read_by_micrograph, read_coordinates  # noqa: E402
+from deepem.io.coords import read_by_micrograph  # noqa: E402
 from deepem.io.micrograph import read_micrograph  # noqa: E402
 
 
@@ -39,29 +39,31 @@ def main():
     spec = yaml.safe_load(open(a.dataset / "dataset.yaml"))
     diameter = spec["particle_diameter"] / spec["pixel_size"]
     ranked = {Path(k).stem: v for k, v in read_by_micrograph(a.candidates).items()}
-    truth = {n: read_coordinates(a.dataset / "truth" / f"{n}.star") for n in a.micrographs}
+    truth = truth_of(a.dataset, spec, a.micrographs)
+    trees = {n: cKDTree(t) for n, t in truth.items()}
+    files = {Path(f).stem: f for f in a.dataset.glob(spec["micrographs"])}
     hits, scores, _ = pooled({n: ranked[n] for n in a.micrographs}, truth, 0.5 * diameter)
     where = [(n, xy) for n in a.micrographs for xy in ranked[n][0]]  # pooled's order: micrographs, then rows
     order = [i for i in np.argsort(-scores, kind="stable") if not hits[i]][: a.count]
     print(f"{int(hits.sum())} true of {len(hits)} candidates; drawing the {len(order)} best-scoring false ones")
     cols = 8
-    fig, axes = plt.subplots(-(-len(order) // cols), cols, figsize=(2.2 * cols, 2.4 * -(-len(order) // cols)), squeeze=False)
+    rows = max(1, -(-len(order) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), squeeze=False)
     images, half = {}, int(1.8 * diameter)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, i in zip(axes.ravel(), order):
         name, (x, y) = where[i]
         if name not in images:
-            images[name] = read_micrograph(next((a.dataset / "micrographs").glob(f"{name}.*")))[0]
+            images[name] = read_micrograph(files[name])[0]
         image = images[name]
         x0, y0 = max(0, int(x) - half), max(0, int(y) - half)
         ax.imshow(image[y0 : int(y) + half, x0 : int(x) + half], cmap="gray")
-        near = cKDTree(truth[name]).query([x, y])[0] / diameter
+        near = trees[name].query([x, y])[0] / diameter
         ax.set_title(f"{scores[i]:.3f}, {near:.2f} d", fontsize=8)
         ax.add_patch(plt.Circle((x - x0, y - y0), diameter / 2, fill=False, color="red", lw=1.2))
-        for tx, ty in truth[name]:
-            if abs(tx - x) < half + diameter and abs(ty - y) < half + diameter:
-                ax.add_patch(plt.Circle((tx - x0, ty - y0), diameter / 2, fill=False, color="lime", lw=0.8))
+        for tx, ty in truth[name][trees[name].query_ball_point([x, y], half + diameter, p=np.inf)]:
+            ax.add_patch(plt.Circle((tx - x0, ty - y0), diameter / 2, fill=False, color="lime", lw=0.8))
     fig.suptitle(f"{a.candidates}: best-scoring false positives (red), truth (green)", fontsize=9)
     fig.tight_layout()
     fig.savefig(a.output, dpi=80)
