@@ -40,6 +40,7 @@ import yaml
 
 from deepem.io.coords import read_by_micrograph, read_coordinates
 from deepem.metrics import match, summarise
+from deepem.workflow import background_ratio
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -326,6 +327,7 @@ def main():
         # seed sets both); the first seed's run is the table's row.
         seed0 = cfg["seed"] + 1
         labelled = "--mine" if frac >= 1 else "--calibrate"  # as the workflow does for labels.complete true / false
+        ratio = background_ratio({**cfg, "labels": {"complete": frac >= 1}})
         runs = []
         for seed in range(seed0, seed0 + args.deepem_seeds):
             tag = "" if seed == seed0 else f"_seed{seed}"
@@ -333,7 +335,7 @@ def main():
             ex = run(f"deepem extract{tag}", [deepem, "extract", "--preprocessed", out / "deepem/preprocessed/train",
                      "--positives", *labels, "--negatives", *negatives, "--diameter", diameter,
                      "--particle-px", cfg["particle_px"], "--box-scale", cfg["box_scale"],
-                     "--background-ratio", cfg["background_ratio"], "--seed", seed, "-o", dd / "patches.npz"],
+                     "--background-ratio", ratio, "--seed", seed, "-o", dd / "patches.npz"],
                      d / f"stages/deepem_extract{tag}.json")
             tr = run(f"deepem train{tag}", [deepem, "train", dd / "patches.npz", labelled,
                      out / "deepem/preprocessed/train", "--positives", *labels, "-o", dd / "model", "--mode", cfg["mode"],

@@ -4,8 +4,8 @@ On a labelled micrograph where every particle is labelled, a high-scoring local 
 from every label is a false positive. Those are the most informative negatives (DeepEM's
 "rejected picks"); a second training stage on them sharpens the net. The maxima in the
 held-out stripes (never trained on, never mined) matched to their labels set the threshold,
-as picking will meet it. Where labels are incomplete, the scores of all maxima calibrate the
-threshold instead.
+as picking will meet it. Where labels are incomplete, all maxima of the labelled micrographs
+matched to their labels set it instead (see ``training.label_fraction``).
 """
 
 import numpy as np
@@ -27,12 +27,6 @@ def _maxima(net, table, names, particle_px, device, floor, what):
         yield name, image, *candidates(net, image, 0.5 * particle_px, 0.5 * particle_px, floor, device=device)
 
 
-def maxima_scores(net, table, names, particle_px, device, floor=CANDIDATE_FLOOR):
-    """Scores of every local maximum >= ``floor`` on the named micrographs."""
-    scores = [s for _, _, _, s in _maxima(net, table, names, particle_px, device, floor, "score labelled micrographs")]
-    return np.concatenate(scores) if scores else np.zeros(0)
-
-
 def hard_negatives(net, table, positives, particle_px, device, holdout, per_positive=1.0, floor=0.1):
     """Patches of the strongest maxima >= ``floor`` at least 0.75 diameter from every positive.
 
@@ -52,26 +46,34 @@ def hard_negatives(net, table, positives, particle_px, device, holdout, per_posi
     return np.concatenate(patches) if patches else np.zeros((0, box, box), np.float32)
 
 
-def holdout_hits(net, table, positives, holdout, particle_px, device, floor=CANDIDATE_FLOOR):
-    """``(hits, scores, n_labels)`` of the maxima in the held-out stripes, pooled over micrographs.
+def label_hits(net, table, positives, particle_px, device, holdout=None, floor=CANDIDATE_FLOOR):
+    """``(hits, scores, n_labels)`` of the maxima on labelled micrographs, pooled over them.
 
-    Maxima in a stripe are matched one-to-one to its labels within half a diameter, as
-    ``deepem evaluate`` matches picks to truth. A label up to half a diameter outside the
-    stripe may take a maximum inside it, and then counts; unmatched, it does not.
+    Maxima are matched one-to-one to the labels within half a diameter, as ``deepem evaluate``
+    matches picks to truth. With ``holdout`` (``{name: (x0, x1)}``) only the maxima in each
+    micrograph's held-out stripe count, and micrographs without one are skipped: a label up to
+    half a diameter outside the stripe may take a maximum inside it, and then counts; unmatched,
+    it does not.
     """
     radius = 0.5 * particle_px
     hits, scores, n_labels = [], [], 0
-    names = [n for n in positives if n in holdout]
-    for name, _, xy, score in _maxima(net, table, names, particle_px, device, floor, "score held-out stripes"):
-        stripe, pos = holdout[name], positives[name]
-        inside = in_stripe(xy, stripe)
-        near = pos[in_stripe(pos, stripe, radius)]
+    names = [n for n in positives if holdout is None or n in holdout]
+    for name, _, xy, score in _maxima(net, table, names, particle_px, device, floor, "score labelled micrographs"):
+        pos = positives[name]
+        if holdout is None:
+            inside, near = np.ones(len(xy), bool), pos
+        else:
+            stripe = holdout[name]
+            inside, near = in_stripe(xy, stripe), pos[in_stripe(pos, stripe, radius)]
         rows, cols = pairs(xy[inside], near, radius)
         hit = np.zeros(int(inside.sum()), bool)
         hit[rows] = True
         hits.append(hit)
         scores.append(score[inside])
-        n_labels += int(in_stripe(near, stripe).sum() + (~in_stripe(near[cols], stripe)).sum())
+        if holdout is None:
+            n_labels += len(near)
+        else:
+            n_labels += int(in_stripe(near, stripe).sum() + (~in_stripe(near[cols], stripe)).sum())
     if not hits:
         return np.zeros(0, bool), np.zeros(0), 0
     return np.concatenate(hits), np.concatenate(scores), n_labels

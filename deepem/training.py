@@ -53,17 +53,19 @@ def rotation_averaged(net, x, batch=1024):
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def best_f1_threshold(scores, labels, positives=None):
+def best_f1_threshold(scores, labels, positives=None, fraction=1.0):
     """The score threshold maximising F1 on labelled patches, with its F1, precision and recall.
 
     ``labels`` marks the true items; recall counts them out of ``positives`` (default: their
     number), e.g. the labels that score maxima were matched to, some of which no maximum found.
+    ``fraction`` < 1: the labels are that share of the particles, picked at random, so each label
+    hit stands for 1 / ``fraction`` particles (precision estimated as hits / (fraction x items)).
     """
     order = np.argsort(-scores, kind="stable")
     s, y = scores[order], np.asarray(labels, float)[order]
     tp = np.cumsum(y)
     fp = np.cumsum(1 - y)
-    precision = tp / (tp + fp)
+    precision = np.minimum(1.0, tp / (fraction * (tp + fp)))
     recall = tp / max(1, y.sum() if positives is None else positives)
     f1 = np.where(tp > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0)
     last = np.r_[s[1:] != s[:-1], True]  # only cut between distinct scores
@@ -73,24 +75,16 @@ def best_f1_threshold(scores, labels, positives=None):
     return {"threshold": float(threshold), "f1": float(f1[i]), "precision": float(precision[i]), "recall": float(recall[i])}
 
 
-def mixture_threshold(scores, bins=256):
-    """The score splitting the local maxima of labelled micrographs into background and particles.
+def label_fraction(scores, hits):
+    """The share of the particles that carry a label, estimated from score maxima matched to labels.
 
-    Otsu's criterion (maximal between-class variance) on the scores' logits: maxima form a
-    background mode and a particle mode, and the split between them is the threshold. Used when
-    labels are incomplete, where held-out patches make too easy a test: maxima on a micrograph
-    include the strongest background, which random background patches rarely do.
+    Above the median score of the label hits nearly every maximum is a particle, so the share
+    of the maxima there that hit a label estimates the share of all particles that are labelled.
     """
-    s = np.clip(np.asarray(scores, float), 1e-9, 1 - 1e-9)
-    logits = np.log(s / (1 - s))
-    hist, edges = np.histogram(logits, bins)
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    below = np.cumsum(hist)
-    above = below[-1] - below
-    mass = np.cumsum(hist * centres)
-    gap = mass / np.maximum(below, 1) - (mass[-1] - mass) / np.maximum(above, 1)
-    split = edges[1 + int(np.argmax(below * above * gap**2))]  # between the last bin below and the first above
-    return float(1 / (1 + np.exp(-split)))
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    h = np.cumsum(np.asarray(hits, float)[order])
+    k = int(np.searchsorted(h, 0.5 * h[-1]))  # the maxima down to the median hit
+    return float(h[k] / (k + 1))
 
 
 def _loss(net, logits, y):

@@ -93,6 +93,15 @@ def resolve(config):
     )
 
 
+def background_ratio(config):
+    """Background patches per label: config's ``background_ratio``, or for ``auto`` 4 with complete
+    labels and 12 with partial ones (bench/RESULTS.md, findings 12 and 13)."""
+    ratio = config["background_ratio"]
+    if ratio == "auto":
+        return 4 if config["labels"]["complete"] else 12
+    return ratio
+
+
 # Cluster requests per job, from measurements on 4096^2 and 8192^2 micrographs (README): a
 # preprocessing job peaks at about 0.3 GB + 10 bytes per pixel of its largest micrograph, and a
 # micrograph takes 1-2 s per step on one core. Requests leave a wide margin and grow with each

@@ -5,13 +5,13 @@ import numpy as np
 from deepem import mining
 
 
-def test_holdout_hits_match_stripe_maxima_to_labels_counting_border_labels_once(monkeypatch):
+def test_label_hits_in_stripes_match_stripe_maxima_to_labels_counting_border_labels_once(monkeypatch):
     # particle_px 32: matching radius 16; stripe x in [100, 200)
     maxima = np.array([[151.0, 50], [198, 50], [120, 90], [260, 50]])
     scores = np.array([0.9, 0.8, 0.7, 0.95])
     monkeypatch.setattr(mining, "_maxima", lambda *args: iter([("a", None, maxima, scores)]))
     labels = {"a": np.array([[150.0, 52], [190, 120], [205, 50], [210, 90], [250, 50]])}
-    hits, got, n_labels = mining.holdout_hits(None, None, labels, {"a": (100, 200)}, 32, "cpu")
+    hits, got, n_labels = mining.label_hits(None, None, labels, 32, "cpu", {"a": (100, 200)})
     # in the stripe: 151 (label 150), 198 (label 205, just outside: it counts), 120 (no label)
     np.testing.assert_array_equal(hits, [True, True, False])
     np.testing.assert_array_equal(got, [0.9, 0.8, 0.7])
@@ -19,11 +19,22 @@ def test_holdout_hits_match_stripe_maxima_to_labels_counting_border_labels_once(
     assert n_labels == 3
 
 
-def test_holdout_hits_skip_micrographs_without_a_stripe(monkeypatch):
+def test_label_hits_in_stripes_skip_micrographs_without_a_stripe(monkeypatch):
     seen = []
     monkeypatch.setattr(mining, "_maxima", lambda net, table, names, *rest: seen.append(list(names)) or iter([]))
-    hits, scores, n_labels = mining.holdout_hits(None, None, {"a": np.zeros((1, 2)), "b": np.zeros((1, 2))}, {"b": (0, 5)}, 32, "cpu")
+    hits, scores, n_labels = mining.label_hits(None, None, {"a": np.zeros((1, 2)), "b": np.zeros((1, 2))}, 32, "cpu", {"b": (0, 5)})
     assert seen == [["b"]] and len(hits) == len(scores) == n_labels == 0
+
+
+def test_label_hits_without_stripes_match_every_maximum_and_count_every_label(monkeypatch):
+    maxima = np.array([[151.0, 50], [198, 50], [120, 90], [260, 50]])
+    scores = np.array([0.9, 0.8, 0.7, 0.95])
+    monkeypatch.setattr(mining, "_maxima", lambda *args: iter([("a", None, maxima, scores)]))
+    labels = {"a": np.array([[150.0, 52], [190, 120], [205, 50], [250, 50]])}
+    hits, got, n_labels = mining.label_hits(None, None, labels, 32, "cpu")
+    np.testing.assert_array_equal(hits, [True, True, False, True])  # 150, 205 and 250 (within 16 px of 260)
+    np.testing.assert_array_equal(got, scores)
+    assert n_labels == 4  # 190 matches no maximum and still counts
 
 
 def test_hard_negatives_are_never_mined_in_the_held_out_stripe(monkeypatch):

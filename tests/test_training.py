@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from deepem.model import design
-from deepem.training import best_f1_threshold, mixture_threshold, train
+from deepem.training import best_f1_threshold, label_fraction, train
 
 
 def _toy_patches(n=320, box=40, seed=0):
@@ -59,14 +59,30 @@ def test_best_f1_threshold_counts_recall_out_of_the_given_positives():
     assert choice["recall"] == 0.5 and choice["precision"] == 0.75 and choice["threshold"] == 0.2
 
 
-def test_mixture_threshold_splits_background_from_particles():
+def _partially_labelled_maxima(share, rng):
+    """Maxima of micrographs where a random ``share`` of 300 particles carries a label."""
+    particles = rng.normal(2.5, 1.0, 300)  # logits of score maxima
+    background = rng.normal(-3.5, 1.5, 900)
+    logits = np.r_[particles, background]
+    hits = np.r_[rng.random(300) < share, np.zeros(900, bool)]
+    return 1 / (1 + np.exp(-logits)), hits, np.r_[np.ones(300, bool), np.zeros(900, bool)]
+
+
+def test_label_fraction_estimates_the_labelled_share_of_the_particles():
     rng = np.random.default_rng(0)
-    background = rng.normal(-4, 1.0, 900)  # logits of maxima: many weak background maxima
-    particles = rng.normal(3, 1.0, 100)  # fewer, strong particle maxima
-    t = mixture_threshold(1 / (1 + np.exp(-np.r_[background, particles])))
-    logit = np.log(t / (1 - t))
-    assert -2 < logit < 1.5
-    assert (particles > logit).mean() > 0.95 and (background < logit).mean() > 0.95
-    # the split follows the modes: shifting every logit by +2 shifts the threshold's logit by about +2
-    shifted = mixture_threshold(1 / (1 + np.exp(-(np.r_[background, particles] + 2))))
-    assert abs(np.log(shifted / (1 - shifted)) - logit - 2) < 0.2
+    for share in (0.3, 1.0):
+        scores, hits, _ = _partially_labelled_maxima(share, rng)
+        assert abs(label_fraction(scores, hits) - share) < 0.06
+
+
+def test_partial_labels_weighted_by_their_share_find_the_threshold_that_full_labels_find():
+    rng = np.random.default_rng(1)
+    scores, hits, particles = _partially_labelled_maxima(0.3, rng)
+    full = best_f1_threshold(scores, particles)["threshold"]
+    unweighted = best_f1_threshold(scores, hits, int(hits.sum()))["threshold"]  # unlabelled particles look false
+    weighted = best_f1_threshold(scores, hits, int(hits.sum()), fraction=label_fraction(scores, hits))
+    f1_at = {t: 2 * particles[scores >= t].sum() / ((scores >= t).sum() + particles.sum())
+             for t in (full, unweighted, weighted["threshold"])}
+    assert unweighted > full and f1_at[unweighted] < f1_at[full] - 0.02
+    assert abs(f1_at[weighted["threshold"]] - f1_at[full]) < 0.01
+    assert weighted["precision"] <= 1.0

@@ -316,18 +316,25 @@ def test_round_two_trains_on_round_one_picks_and_hard_negatives(two_rounds):
     assert (results / "rounds.png").stat().st_size > 1000
 
 
-def test_threshold_method_follows_label_completeness(finished_run, two_rounds):
-    """Complete labels: the maxima in the held-out stripes set the threshold; incomplete: all maxima on labelled micrographs."""
+def test_threshold_method_and_background_follow_label_completeness(finished_run, two_rounds):
+    """Complete labels: the maxima in the held-out stripes set the threshold, 4 background patches per label;
+    incomplete: all maxima on labelled micrographs, weighted by the estimated labelled share, and 12."""
     complete = torch.load(finished_run[0] / "results/round_1/model/model.pt", weights_only=False)
     incomplete = torch.load(two_rounds[0] / "results/round_1/model/model.pt", weights_only=False)
     stripes = complete["auto_threshold"]
     assert stripes["method"] == "held-out stripes" and stripes["maxima"] > 0 and stripes["labels"] > 0
     assert complete["threshold"] == stripes["threshold"] and 0 < stripes["recall"] <= 1
     assert "maxima in the held-out stripes" in (finished_run[0] / "results/logs/round_1/train.log").read_text()
-    assert incomplete["auto_threshold"]["method"] == "maxima split" and incomplete["auto_threshold"]["maxima"] > 0
-    assert incomplete["threshold"] == incomplete["auto_threshold"]["threshold"]
+    calibrated = incomplete["auto_threshold"]
+    assert calibrated["method"] == "labelled maxima" and calibrated["maxima"] > calibrated["labels"] > 0
+    assert 0 < calibrated["label_fraction"] <= 1 and 0 < calibrated["recall"] <= 1
+    assert incomplete["threshold"] == calibrated["threshold"]
     log = (two_rounds[0] / "results/logs/round_1/train.log").read_text()
-    assert "hard negatives" not in log and "split of" in log
+    assert "hard negatives" not in log and "of the particles)" in log
+    counts = [json.loads(str(np.load(run[0] / "results/round_1/patches.npz")["meta"]))["counts"]
+              for run in (finished_run, two_rounds)]
+    assert counts[0]["background"] == 4 * counts[0]["positive"]
+    assert counts[1]["background"] > 8 * counts[1]["positive"]
 
 
 def test_one_more_round_reruns_only_that_round(two_rounds):

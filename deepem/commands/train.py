@@ -5,10 +5,11 @@ OUTDIR/training.png (loss and validation accuracy per epoch) and OUTDIR/run.json
 versions, device). With ``--threshold auto`` the threshold is chosen and logged: with --mine
 (labels complete) the score maximising F1 over the score maxima in the held-out stripes
 (see 'deepem extract') matched to their labels, as picking meets them; with --calibrate
-(labels incomplete) the split between the background and particle modes of the maxima on the
-labelled micrographs; otherwise the best F1 on the held-out patches. With --mine, a second
-stage adds hard negatives (see 'labelled micrographs' below). A killed run resumes from its
-last epoch.
+(labels incomplete) the score maximising F1 estimated over all maxima of the labelled
+micrographs, each label hit standing for 1 / f particles, where f, the labelled share of the
+particles, is measured among the maxima down to the median hit; otherwise the best F1 on the
+held-out patches. With --mine, a second stage adds hard negatives (see 'labelled micrographs'
+below). A killed run resumes from its last epoch.
 
 Example:
     deepem train results/round_1/patches.npz -o results/round_1/model --mode modern --seed 1
@@ -26,8 +27,8 @@ from deepem.dataset import load_labels
 from deepem.io import manifest
 from deepem.io.atomic import atomic_path, write_text
 from deepem.errors import DeepEMError
-from deepem.mining import hard_negatives, holdout_hits, maxima_scores
-from deepem.training import RECIPES, best_f1_threshold, load_patches, mixture_threshold, rotation_averaged, train
+from deepem.mining import hard_negatives, label_hits
+from deepem.training import RECIPES, best_f1_threshold, label_fraction, load_patches, rotation_averaged, train
 
 
 def add_args(parser):
@@ -40,7 +41,8 @@ def add_args(parser):
     mine = parser.add_argument_group(
         "labelled micrographs", "scored after training. Fully labelled (--mine): the strongest maxima far from "
         "every label and outside the held-out stripes become negatives of a second stage, and the maxima in the "
-        "stripes set the automatic threshold. Incompletely labelled (--calibrate): the scores of all maxima set it"
+        "stripes set the automatic threshold. Incompletely labelled (--calibrate): all their maxima, matched to the "
+        "labels, set it"
     )
     mine.add_argument("--mine", nargs="*", default=[], metavar="DIR", help="preprocessing shard directories")
     mine.add_argument("--calibrate", nargs="*", default=[], metavar="DIR", help="preprocessing shard directories")
@@ -87,7 +89,7 @@ def main(args):
         f"precision {patches['precision']:.3f}, recall {patches['recall']:.3f}"
     )
     if args.mine and fixed is None:
-        hits, maxima, n_labels = holdout_hits(net, table, labelled, holdout, meta["particle_px"], device)
+        hits, maxima, n_labels = label_hits(net, table, labelled, meta["particle_px"], device, holdout)
         if n_labels:
             stripes = {"method": "held-out stripes", **best_f1_threshold(maxima, hits, n_labels)}
             choice = {**stripes, "maxima": len(maxima), "labels": n_labels, "patches": patches}
@@ -101,11 +103,21 @@ def main(args):
     if args.calibrate and fixed is None:
         table = manifest.read(args.calibrate)
         labelled = load_labels(args.positives, table, "positive label", args.flip_y)
-        maxima = maxima_scores(net, table, labelled, meta["particle_px"], device)
-        if len(maxima) < 2:
-            raise DeepEMError(f"{args.calibrate[0]}: too few score maxima on the labelled micrographs to calibrate")
-        choice = {"method": "maxima split", "threshold": mixture_threshold(maxima), "maxima": len(maxima), "patches": patches}
-        how = f"split of {len(maxima)} maxima on {len(labelled)} labelled micrographs; held-out patches: {how}"
+        hits, maxima, n_labels = label_hits(net, table, labelled, meta["particle_px"], device)
+        if not hits.any():
+            raise DeepEMError(
+                f"{args.calibrate[0]}: no score maximum on the labelled micrographs lies within half a diameter of a "
+                "label, so the threshold cannot be calibrated; check the labels' coordinates (--flip-y) and diameter"
+            )
+        share = label_fraction(maxima, hits)
+        calibrated = best_f1_threshold(maxima, hits, n_labels, fraction=share)
+        choice = {"method": "labelled maxima", **calibrated, "label_fraction": share, "maxima": len(maxima),
+                  "labels": n_labels, "patches": patches}
+        how = (
+            f"estimated F1 {calibrated['f1']:.3f} at {calibrated['threshold']:.4f} over {len(maxima)} maxima on "
+            f"{len(labelled)} labelled micrographs ({n_labels} labels, an estimated {share:.0%} of the particles), "
+            f"precision {calibrated['precision']:.3f}, recall {calibrated['recall']:.3f}; held-out patches: {how}"
+        )
     threshold = choice["threshold"] if fixed is None else fixed
     print(f"threshold {threshold:.4f} ({'auto: ' if fixed is None else 'fixed; auto would be '}{how})")
     with atomic_path(outdir / "model.pt") as tmp:

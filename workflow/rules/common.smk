@@ -5,7 +5,7 @@ import sys
 import deepem
 from deepem.errors import DeepEMError
 from deepem.dataset import expand as expand_files
-from deepem.workflow import preprocess_mem_mb, resolve, runtime_min
+from deepem.workflow import background_ratio, preprocess_mem_mb, resolve, runtime_min
 
 
 try:

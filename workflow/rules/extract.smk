@@ -18,7 +18,7 @@ rule extract:
         diameter=config["particle_diameter"],
         particle_px=config["particle_px"],
         box_scale=config["box_scale"],
-        background_ratio=config["background_ratio"],
+        background_ratio=background_ratio(config),
         seed=round_seed,
         flip_y=flip_y_option(),
         version=VERSION,
