@@ -27,7 +27,7 @@ lint: $(VENV)/.installed
 # deepem vs Topaz on ../shared/data (bgal, syn19hc), full and 30 % labels; creates bench/.topaz if missing.
 # Topaz is trained for TOPAZ_BUDGET updates: one epoch of its default 10 x 1000 (409-477 s here);
 # deepem is trained with DEEPEM_SEEDS seeds (the table shows the first, seeds.tsv all).
-# From scratch on 2 quiet cores: syn19hc ~21 min, bgal ~79 min (30 of them the pretrained Topaz extract).
+# From scratch on 2 quiet cores: syn19hc ~22 min, bgal ~87 min (30 of them the pretrained Topaz extract).
 # Stages already done in bench/results/<dataset> are reused, so an interrupted run resumes.
 # Results: bench/results/<dataset>/{comparison.tsv,seeds.tsv,pr.png,throughput.tsv}; see bench/RESULTS.md.
 DATA ?= ../shared/data
