@@ -5,14 +5,15 @@
 #
 # usage: bench/train_split_cv.sh DATASET LABELS OUT SEED [CODE]
 #   DATASET  bgal or syn19hc (needs a finished `make bench`: it reuses bench/results/DATASET)
-#   LABELS   labels_1 (full labels: trains with --mine) or labels_0.3 (30 %: --calibrate)
+#   LABELS   labels_1 (full labels: 4 background patches per label, trains with --mine) or labels_0.3
+#            (30 %: 12 per label, --calibrate), as the workflow's defaults do
 #   OUT      output directory
 #   SEED     extract and train seed
 #   CODE     optional directory holding another deepem package to train with (PYTHONPATH),
 #            e.g. from `git archive COMMIT deepem | tar -x -C DIR`
 # environment: EXTRACT_ARGS and TRAIN_ARGS, optional extra arguments of `deepem extract` / `deepem train`
 # example: bench/train_split_cv.sh bgal labels_0.3 /tmp/cv/now-1 1
-#          EXTRACT_ARGS="--unusual-fraction 1" bench/train_split_cv.sh bgal labels_0.3 /tmp/cv/unusual-1 1
+#          EXTRACT_ARGS="--background-ratio 4" bench/train_split_cv.sh bgal labels_0.3 /tmp/cv/ratio4-1 1
 set -euo pipefail
 dataset=$1 labels=$2 out=$3 seed=$4 code=${5:-}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,9 +31,10 @@ for f in "${train[@]}"; do  # the dataset's non-particle labels of the same micr
     if [ -f "$n" ]; then negatives+=("$n"); fi
 done
 use=$([ "$labels" = labels_1 ] && echo --mine || echo --calibrate)
+ratio=$([ "$labels" = labels_1 ] && echo 4 || echo 12)  # the workflow's background_ratio: auto (EXTRACT_ARGS may override)
 pre=$results/deepem/preprocessed/train
 mkdir -p "$out"
-$deepem extract --preprocessed "$pre" --positives "${train[@]}" --negatives "${negatives[@]}" --diameter "$diameter" --seed "$seed" ${EXTRACT_ARGS:-} \
+$deepem extract --preprocessed "$pre" --positives "${train[@]}" --negatives "${negatives[@]}" --diameter "$diameter" --seed "$seed" --background-ratio "$ratio" ${EXTRACT_ARGS:-} \
     -o "$out/patches.npz" > "$out/extract.log" 2>&1
 PYTHONPATH=$code $deepem train "$out/patches.npz" $use "$pre" --positives "${train[@]}" -o "$out/model" \
     --seed "$seed" --threads 2 ${TRAIN_ARGS:-} > "$out/train.log" 2>&1

@@ -81,6 +81,8 @@ def label_fraction(scores, hits):
     Above the median score of the label hits nearly every maximum is a particle, so the share
     of the maxima there that hit a label estimates the share of all particles that are labelled.
     """
+    if not np.any(hits):
+        raise ValueError("no maximum hits a label: the labelled share cannot be estimated")
     order = np.argsort(-np.asarray(scores), kind="stable")
     h = np.cumsum(np.asarray(hits, float)[order])
     k = int(np.searchsorted(h, 0.5 * h[-1]))  # the maxima down to the median hit

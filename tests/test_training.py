@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from deepem.model import design
@@ -73,6 +74,8 @@ def test_label_fraction_estimates_the_labelled_share_of_the_particles():
     for share in (0.3, 1.0):
         scores, hits, _ = _partially_labelled_maxima(share, rng)
         assert abs(label_fraction(scores, hits) - share) < 0.06
+    with pytest.raises(ValueError, match="no maximum hits a label"):
+        label_fraction(scores, np.zeros(len(scores), bool))
 
 
 def test_partial_labels_weighted_by_their_share_find_the_threshold_that_full_labels_find():

@@ -104,20 +104,22 @@ def main(args):
         table = manifest.read(args.calibrate)
         labelled = load_labels(args.positives, table, "positive label", args.flip_y)
         hits, maxima, n_labels = label_hits(net, table, labelled, meta["particle_px"], device)
-        if not hits.any():
-            raise DeepEMError(
-                f"{args.calibrate[0]}: no score maximum on the labelled micrographs lies within half a diameter of a "
-                "label, so the threshold cannot be calibrated; check the labels' coordinates (--flip-y) and diameter"
+        if hits.any():
+            share = label_fraction(maxima, hits)
+            calibrated = best_f1_threshold(maxima, hits, n_labels, fraction=share)
+            choice = {"method": "labelled maxima", **calibrated, "label_fraction": share, "maxima": len(maxima),
+                      "labels": n_labels, "patches": patches}
+            how = (
+                f"estimated F1 {calibrated['f1']:.3f} at {calibrated['threshold']:.4f} over {len(maxima)} maxima on "
+                f"{len(labelled)} labelled micrographs ({n_labels} labels, an estimated {share:.0%} of the particles), "
+                f"precision {calibrated['precision']:.3f}, recall {calibrated['recall']:.3f}; held-out patches: {how}"
             )
-        share = label_fraction(maxima, hits)
-        calibrated = best_f1_threshold(maxima, hits, n_labels, fraction=share)
-        choice = {"method": "labelled maxima", **calibrated, "label_fraction": share, "maxima": len(maxima),
-                  "labels": n_labels, "patches": patches}
-        how = (
-            f"estimated F1 {calibrated['f1']:.3f} at {calibrated['threshold']:.4f} over {len(maxima)} maxima on "
-            f"{len(labelled)} labelled micrographs ({n_labels} labels, an estimated {share:.0%} of the particles), "
-            f"precision {calibrated['precision']:.3f}, recall {calibrated['recall']:.3f}; held-out patches: {how}"
-        )
+        else:
+            print(
+                f"warning: none of the {len(maxima)} score maxima on the labelled micrographs lies within half a diameter "
+                "of a label, so the threshold comes from the held-out patches; check the labels' coordinates (flip_y) "
+                "and the particle diameter"
+            )
     threshold = choice["threshold"] if fixed is None else fixed
     print(f"threshold {threshold:.4f} ({'auto: ' if fixed is None else 'fixed; auto would be '}{how})")
     with atomic_path(outdir / "model.pt") as tmp:
