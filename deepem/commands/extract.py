@@ -41,7 +41,10 @@ def add_args(parser):
     parser.add_argument("-o", "--output", required=True, help="output .npz")
     common.add_geometry_args(parser)
     common.add_arch_args(parser)
-    parser.add_argument("--background-ratio", type=float, default=4.0, help="sampled background per positive (default 4; the workflow's auto: 4 with complete labels, 12 without)")
+    parser.add_argument(
+        "--background-ratio", type=float, default=4.0,
+        help="sampled background per positive (default 4; the workflow's auto: 4 with complete labels, 12 without)",
+    )
     parser.add_argument(
         "--unusual-fraction", type=float, default=0.5, help="share of background drawn from unusual regions"
     )

@@ -117,7 +117,7 @@ def main(args):
         else:
             print(
                 f"warning: none of the {len(maxima)} score maxima on the labelled micrographs lies within half a diameter "
-                "of a label, so the threshold comes from the held-out patches; check the labels' coordinates (flip_y) "
+                "of a label, so the threshold comes from the held-out patches; check the labels' coordinates (--flip-y) "
                 "and the particle diameter"
             )
     threshold = choice["threshold"] if fixed is None else fixed
