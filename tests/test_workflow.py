@@ -337,6 +337,23 @@ def test_threshold_method_and_background_follow_label_completeness(finished_run,
     assert counts[1]["background"] > 8 * counts[1]["positive"]
 
 
+def test_calibration_without_a_label_hit_falls_back_to_held_out_patches_with_a_warning(two_rounds, tmp_path):
+    """Labels that no score maximum reaches (here one per micrograph at its corner pixel) cannot
+    calibrate: the threshold comes from the held-out patches, and the log says why."""
+    tmp, _ = two_rounds
+    results = tmp / "results"
+    labels = []
+    for name in sorted({Path(p).stem for p in (results / "preprocessed").glob("*/*.mrc")}):
+        labels.append(tmp_path / f"{name}.star")
+        starfile.write(pd.DataFrame({X: [1.0], Y: [1.0]}), labels[-1])
+    out = run(["deepem", "train", str(results / "round_1" / "patches.npz"), "--calibrate",
+               *map(str, sorted((results / "preprocessed").iterdir())), "--positives", *map(str, labels),
+               "-o", str(tmp_path / "model"), "--epochs", "1", "--seed", "1"]).stdout
+    assert "none of the" in out and "held-out patches" in out
+    saved = torch.load(tmp_path / "model" / "model.pt", weights_only=False)
+    assert saved["auto_threshold"]["method"] == "held-out patches"
+
+
 def test_one_more_round_reruns_only_that_round(two_rounds):
     tmp, config = two_rounds
     dry = snakemake(config, "-n", "--config", "rounds=3")
