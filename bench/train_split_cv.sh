@@ -30,8 +30,10 @@ for f in "${train[@]}"; do  # the dataset's non-particle labels of the same micr
     n=$(dirname "$spec")/negatives/$(basename "$f")
     if [ -f "$n" ]; then negatives+=("$n"); fi
 done
-use=$([ "$labels" = labels_1 ] && echo --mine || echo --calibrate)
-ratio=$([ "$labels" = labels_1 ] && echo 4 || echo 12)  # the workflow's background_ratio: auto (EXTRACT_ARGS may override)
+complete=$([ "$labels" = labels_1 ] && echo True || echo False)
+use=$([ "$complete" = True ] && echo --mine || echo --calibrate)
+# the workflow's background_ratio: auto for this labelling (EXTRACT_ARGS may override it)
+ratio=$($python -c "from deepem.workflow import background_ratio as r; print(r({'background_ratio': 'auto', 'labels': {'complete': $complete}}))")
 pre=$results/deepem/preprocessed/train
 mkdir -p "$out"
 $deepem extract --preprocessed "$pre" --positives "${train[@]}" --negatives "${negatives[@]}" --diameter "$diameter" --seed "$seed" --background-ratio "$ratio" ${EXTRACT_ARGS:-} \
