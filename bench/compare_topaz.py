@@ -228,6 +228,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0, help="label subset seed (bench/dataset_config.py)")
     parser.add_argument("--deepem-seeds", type=int, default=1, metavar="K",
                         help="train and pick deepem with K seeds (the table's row is the first; seeds.tsv has all)")
+    parser.add_argument("--no-pretrained", action="store_true",
+                        help="skip Topaz's pretrained resnet16 (label independent; 30 min of extraction on bgal): "
+                             "the table then compares deepem with the trained Topaz only")
     parser.add_argument("--throughput", type=int, default=0, metavar="N",
                         help="also time preprocess + pick of N micrographs (the dataset's, cycled) per tool")
     args = parser.parse_args()
@@ -295,16 +298,18 @@ def main():
         return recs, thr, at, picks
 
     # -------- Topaz pretrained (label independent)
-    log("topaz pretrained resnet16_u64")
-    recs, thr, at, ranked = topaz_extract("pretrained", "resnet16_u64")
-    metrics, curve = score(at, ranked, truth_test, radius)
-    pretrained_row = {"tool": "topaz-pretrained", "threshold": thr, **metrics,
-                      "prep_s_mic": per_mic(tp["test"], len(test)), "train_s": 0.0,
-                      "pick_s_mic": per_mic(recs["test"], len(test)),
-                      "prep_mb": tp["test"]["peak_mb"], "train_mb": 0.0, "pick_mb": recs["test"]["peak_mb"],
-                      "mic_cpu_s": cpu(tp["test"], recs["test"]) / len(test), "train_cpu_s": 0.0,
-                      "train_note": "none"}
-    curves["topaz-pretrained"] = (curve, metrics)
+    pretrained_row = None
+    if not args.no_pretrained:
+        log("topaz pretrained resnet16_u64")
+        recs, thr, at, ranked = topaz_extract("pretrained", "resnet16_u64")
+        metrics, curve = score(at, ranked, truth_test, radius)
+        pretrained_row = {"tool": "topaz-pretrained", "threshold": thr, **metrics,
+                          "prep_s_mic": per_mic(tp["test"], len(test)), "train_s": 0.0,
+                          "pick_s_mic": per_mic(recs["test"], len(test)),
+                          "prep_mb": tp["test"]["peak_mb"], "train_mb": 0.0, "pick_mb": recs["test"]["peak_mb"],
+                          "mic_cpu_s": cpu(tp["test"], recs["test"]) / len(test), "train_cpu_s": 0.0,
+                          "train_note": "none"}
+        curves["topaz-pretrained"] = (curve, metrics)
 
     import torch  # only to read deepem's chosen threshold from model.pt
 
@@ -360,7 +365,8 @@ def main():
         curves[f"deepem {label}"] = (first["curve"], metrics)
         seed_rows += [{k: v for k, v in r.items() if k not in ("ex", "tr", "pk", "curve")} for r in runs]
 
-        rows.append({"labels": label, **pretrained_row})
+        if pretrained_row:
+            rows.append({"labels": label, **pretrained_row})
 
         # Topaz trained on the same labels
         tdir = d / f"topaz_{budget}"  # one folder per training budget, so that budgets never mix
@@ -492,6 +498,8 @@ def report(rows, curves, out, name, args):
     for label, g in table.groupby("labels", sort=False):
         dm = g[g.tool == "deepem"].iloc[0]
         for other in ("topaz-pretrained", "topaz-trained"):
+            if not (g.tool == other).any():  # --no-pretrained
+                continue
             t = g[g.tool == other].iloc[0]
             r = {"dataset": name, "labels": label, "tool": f"deepem/{other}"}
             for k in ("f1", "average_precision", "best_f1", "ap_rematched", "best_f1_rematched"):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from deepem.model import design
-from deepem.training import best_f1_threshold, label_fraction, train
+from deepem.training import best_f1_threshold, label_fraction, train, weight_average
 
 
 def _toy_patches(n=320, box=40, seed=0):
@@ -33,16 +33,67 @@ def test_faithful_mode_trains():
     assert len(history) == 3 and net.mode == "faithful"
 
 
-def test_resume_from_checkpoint_matches_uninterrupted(tmp_path):
+class Killed(Exception):
+    pass
+
+
+def _kill_at(epoch):
+    """A log that stops training as epoch ``epoch`` ends, before its checkpoint is written."""
+
+    def log(message):
+        if message.startswith(f"epoch {epoch}/"):
+            raise Killed
+
+    return log
+
+
+@pytest.mark.parametrize("mode", ["modern", "faithful"])
+def test_resume_from_checkpoint_matches_uninterrupted(tmp_path, mode):
     x, y, val = _toy_patches()
     arch, quiet = design(40), (lambda *_: None)
-    full, _ = train(arch, "modern", x, y, val, seed=2, device="cpu", epochs=4, log=quiet)
+    full, _ = train(arch, mode, x, y, val, seed=2, device="cpu", epochs=4, log=quiet)
     ckpt = tmp_path / "c.pt"
-    train(arch, "modern", x, y, val, seed=2, device="cpu", epochs=2, checkpoint=ckpt, log=quiet)  # "killed" after 2
-    resumed, history = train(arch, "modern", x, y, val, seed=2, device="cpu", epochs=4, checkpoint=ckpt, log=quiet)
+    with pytest.raises(Killed):
+        train(arch, mode, x, y, val, seed=2, device="cpu", epochs=4, checkpoint=ckpt, log=_kill_at(3))
+    resumed, history = train(arch, mode, x, y, val, seed=2, device="cpu", epochs=4, checkpoint=ckpt, log=quiet)
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
-        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_weight_average_is_an_exponential_average_with_a_span_of_a_fifth_of_the_updates():
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    average = weight_average(net, updates=50)  # time constant 10 updates: each update moves it 1/10 of the way
+    values = [1.0, 3.0, 5.0]
+    for v in values:
+        for p in net.parameters():
+            p.data.fill_(v)
+        net[1].running_mean.fill_(v)
+        net[1].num_batches_tracked.fill_(int(v))
+        average.update_parameters(net)
+    expected = 1.0  # the first update copies the weights
+    for v in values[1:]:
+        expected += 0.1 * (v - expected)
+    for p in list(average.module.parameters()) + [average.module[1].running_mean]:
+        torch.testing.assert_close(p.data, torch.full_like(p.data, expected))
+    assert int(average.module[1].num_batches_tracked) == 5  # counters are copied, not averaged
+
+
+def test_modern_training_returns_the_averaged_weights_and_faithful_the_last_iterate(tmp_path):
+    x, y, val = _toy_patches()
+    for mode in ("modern", "faithful"):
+        ckpt = tmp_path / f"{mode}.pt"
+        net, _ = train(design(40), mode, x, y, val, seed=3, device="cpu", epochs=2, checkpoint=ckpt, log=lambda *_: None)
+        state = torch.load(ckpt, weights_only=False)
+        last = state["net"]
+        returned = net.state_dict()
+        if mode == "faithful":
+            assert state["average"] is None
+            assert all(torch.equal(returned[k], last[k]) for k in last)
+        else:
+            averaged = {k.removeprefix("module."): v for k, v in state["average"].items() if k != "n_averaged"}
+            assert all(torch.equal(returned[k], averaged[k]) for k in returned)
+            assert not all(torch.equal(returned[k], last[k]) for k in last)
 
 
 def test_best_f1_threshold_cuts_between_the_classes():
