@@ -1,12 +1,13 @@
 """Pick particles in one shard of preprocessed micrographs.
 
 Loads the model once, scores each working image fully convolutionally (mean over the 4
-rotations, in small overlapping tiles), keeps local maxima at least --min-distance diameters apart
-that score above the threshold and lie at least --edge diameters inside the image
-(a box around them can be extracted), and writes OUTDIR/NAME.star per micrograph (even when empty;
-rlnCoordinateX/Y are centres in pixels of the ORIGINAL micrograph, x = column, y = row from
-the top-left) plus OUTDIR/candidates.star with every local maximum above --floor, for
-precision-recall analysis. OUTDIR appears only once the whole shard is done.
+rotations, in small overlapping tiles; modern models average over small shifts too), keeps
+local maxima at least --min-distance diameters apart that score above the threshold and lie at
+least --edge diameters inside the image (a box around them can be extracted), and writes
+OUTDIR/NAME.star per micrograph (even when empty; rlnCoordinateX/Y are centres in pixels of the
+ORIGINAL micrograph, x = column, y = row from the top-left) plus OUTDIR/candidates.star with
+every local maximum above --floor, for precision-recall analysis. OUTDIR appears only once the
+whole shard is done.
 
 Example:
     deepem pick --model results/round_1/model/model.pt --preprocessed results/preprocessed/1-of-8 \\
