@@ -9,6 +9,7 @@ size along each axis: coordinates scale exactly.
 import numpy as np
 import scipy.fft
 
+from deepem.background import level_map
 from deepem.errors import DeepEMError
 
 
@@ -36,18 +37,52 @@ def fourier_crop(image, out_shape, workers=1):
     return (out * (my * mx) / (ny * nx)).astype(np.float32)
 
 
-def remove_gradient(image, block=16):
-    """Subtract a quadratic surface fitted to block medians: the slow illumination gradient."""
+def gradient_surface(image, block=16, robust=False):
+    """A quadratic surface fitted to the block medians of ``image``: the slow illumination gradient.
+
+    ``robust`` fits the main background level only, so carbon or ice covering part of the image
+    does not pull the surface: least median of squares over exact fits to random sets of 6 blocks
+    (seeded), then least squares over the blocks within 2.5 robust sigmas of it, repeated until
+    that set settles.
+    """
     ny, nx = image.shape
     by, bx = max(1, ny // block), max(1, nx // block)
     h, w = ny // by, nx // bx
-    blocks = np.median(image[: by * h, : bx * w].reshape(by, h, bx, w), axis=(1, 3))
+    blocks = np.median(image[: by * h, : bx * w].reshape(by, h, bx, w), axis=(1, 3)).ravel()
     yy, xx = np.meshgrid((np.arange(by) + 0.5) * h / ny, (np.arange(bx) + 0.5) * w / nx, indexing="ij")
     basis = np.stack([np.ones_like(yy), xx, yy, xx * xx, xx * yy, yy * yy], axis=-1).reshape(-1, 6)
-    coef, *_ = np.linalg.lstsq(basis, blocks.ravel(), rcond=None)
+    if robust and len(blocks) > 12:
+        coef = _least_median_fit(basis, blocks)
+        keep = None
+        for _ in range(10):
+            residual = np.abs(blocks - basis @ coef)
+            near = residual <= 2.5 * 1.4826 * np.median(residual)
+            if keep is not None and (near == keep).all():
+                break
+            keep = near
+            coef, *_ = np.linalg.lstsq(basis[keep], blocks[keep], rcond=None)
+    else:
+        coef, *_ = np.linalg.lstsq(basis, blocks, rcond=None)
     gy, gx = np.meshgrid((np.arange(ny) + 0.5) / ny, (np.arange(nx) + 0.5) / nx, indexing="ij", sparse=True)
-    surface = coef[0] + coef[1] * gx + coef[2] * gy + coef[3] * gx * gx + coef[4] * gx * gy + coef[5] * gy * gy
-    return (image - surface).astype(np.float32)
+    return coef[0] + coef[1] * gx + coef[2] * gy + coef[3] * gx * gx + coef[4] * gx * gy + coef[5] * gy * gy
+
+
+def _least_median_fit(basis, values, trials=300, seed=0):
+    """The exact fit to ``basis.shape[1]`` random samples with the least median absolute residual."""
+    rng = np.random.default_rng(seed)
+    best, best_coef = np.inf, None
+    for _ in range(trials):
+        pick = rng.choice(len(values), basis.shape[1], replace=False)
+        coef, *_ = np.linalg.lstsq(basis[pick], values[pick], rcond=None)
+        spread = np.median(np.abs(values - basis @ coef))
+        if spread < best:
+            best, best_coef = spread, coef
+    return best_coef
+
+
+def remove_gradient(image, block=16):
+    """Subtract a quadratic surface fitted to block medians: the slow illumination gradient."""
+    return (image - gradient_surface(image, block)).astype(np.float32)
 
 
 def robust_normalise(image, clip=6.0):
@@ -62,7 +97,9 @@ def robust_normalise(image, clip=6.0):
     return np.clip((image - median) / mad, -clip, clip).astype(np.float32)
 
 
-def preprocess(image, pixel_size, working_pixel_size, workers=1):
-    """Return the normalised working image for a raw micrograph."""
+def preprocess(image, pixel_size, working_pixel_size, particle_px, workers=1):
+    """The normalised working image of a raw micrograph, and its map of local background levels
+    (:func:`deepem.background.level_map` of the image flattened by the robust gradient fit)."""
     small = fourier_crop(image, working_shape(image.shape, pixel_size, working_pixel_size), workers=workers)
-    return robust_normalise(remove_gradient(small))
+    flat = robust_normalise(small - gradient_surface(small, robust=True))
+    return robust_normalise(remove_gradient(small)), level_map(flat, particle_px)

@@ -35,6 +35,7 @@ def simulate_dataset(
     snr=0.05,
     n_labelled=4,
     label_fraction=1.0,
+    on_carbon=0.0,
     seed=0,
 ):
     """Write a synthetic dataset under ``outdir`` and return the particle count per micrograph.
@@ -42,7 +43,8 @@ def simulate_dataset(
     ``size`` is the micrograph edge in pixels, ``pixel_size`` in Å/px, ``particle_diameter`` in Å.
     ``density`` is the fraction of a close-packed count on the free area (above ~0.55 random
     packing saturates), ``snr`` the per-pixel signal variance over the particle area divided by
-    the noise variance. Layout: ``micrographs/demo_NNN.mrc``, ``truth/demo_NNN.star`` (all
+    the noise variance. ``on_carbon`` is the density of particles on the carbon, which the truth
+    leaves out, as a user would (0: none; any other value draws other random micrographs). Layout: ``micrographs/demo_NNN.mrc``, ``truth/demo_NNN.star`` (all
     particle centres), ``negatives/demo_NNN.star`` (junk, ice and carbon points),
     ``labels/demo_NNN_manualpick.star`` (a ``label_fraction`` of the truth, first ``n_labelled``
     micrographs only, at most all) and ``dataset.yaml``.
@@ -57,6 +59,7 @@ def simulate_dataset(
         (0 < label_fraction <= 1, "--label-fraction must be in (0, 1]"),
         (snr > 0, "--snr must be positive"),
         (0 < density <= 1, "density must be in (0, 1]"),
+        (0 <= on_carbon <= 1, "--on-carbon must be in [0, 1]"),
     ]
     for ok, message in checks:
         if not ok:
@@ -67,7 +70,9 @@ def simulate_dataset(
     names, counts = [f"demo_{i:03d}" for i in range(n_micrographs)], []
     for i, name in enumerate(names):
         rng = np.random.default_rng(mic_seeds[i])
-        image, truth, negatives = _micrograph(size, pixel_size, diameter, density, snr, i % 2 == 1, phantom, rng)
+        image, truth, negatives = _micrograph(
+            size, pixel_size, diameter, density, snr, i % 2 == 1, phantom, rng, on_carbon
+        )
         with atomic_path(out / "micrographs" / f"{name}.mrc") as tmp:
             write_mrc(tmp, image, pixel_size, label="deepem simulate")
         write_star(out / "truth" / f"{name}.star", picks_table(truth))
@@ -116,8 +121,12 @@ def _splat(image, x, y, cx, cy, sigma, weight):
         image[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] += (gy * weight[:, None]).T @ gx
 
 
-def _micrograph(size, pixel_size, diameter, density, snr, has_carbon, phantom, rng):
-    """One noisy micrograph, its particle centres (n, 2) and its negative points (m, 2)."""
+def _micrograph(size, pixel_size, diameter, density, snr, has_carbon, phantom, rng, on_carbon=0.0):
+    """One noisy micrograph, its particle centres (n, 2) and its negative points (m, 2).
+
+    With ``on_carbon`` > 0 (and carbon), particles also lie on the carbon, at least a radius
+    inside it and clear of ice; they are in the image but not in the truth.
+    """
     ys, xs = np.ogrid[:size, :size]
     to_edge = np.minimum(np.minimum(ys, size - 1 - ys), np.minimum(xs, size - 1 - xs))
     inset = to_edge >= diameter / 2 + 1
@@ -154,9 +163,13 @@ def _micrograph(size, pixel_size, diameter, density, snr, has_carbon, phantom, r
     allowed = inset & (free > diameter / 2)
     target = round(density * allowed.sum() / (np.sqrt(3) / 2 * diameter**2))
     truth = _place(allowed, target, diameter, rng)
+    placed = truth
+    if has_carbon and on_carbon > 0:
+        on = inset & (ndimage.distance_transform_edt(carbon > 0.5) > diameter / 2) & (ice < 0.02)
+        placed = np.concatenate([truth, _place(on, round(on_carbon * on.sum() / (np.sqrt(3) / 2 * diameter**2)), diameter, rng)])
     centres, sigma, weight = phantom
     particle_phi = np.zeros((size, size))
-    for (x, y), rotation in zip(truth, Rotation.from_quat(rng.normal(size=(len(truth), 4))).as_matrix()):
+    for (x, y), rotation in zip(placed, Rotation.from_quat(rng.normal(size=(len(placed), 4))).as_matrix()):
         turned = centres @ rotation.T
         _splat(particle_phi, x, y, turned[:, 0], turned[:, 1], sigma, weight)
 

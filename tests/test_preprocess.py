@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
+from scipy.ndimage import binary_dilation, binary_erosion
 
-from deepem.preprocess import fourier_crop, preprocess, remove_gradient, robust_normalise, working_shape
+from deepem.preprocess import (
+    fourier_crop,
+    gradient_surface,
+    preprocess,
+    remove_gradient,
+    robust_normalise,
+    working_shape,
+)
 
 
 @pytest.mark.parametrize("shape,out", [((256, 256), (128, 128)), ((300, 200), (111, 73)), ((255, 257), (100, 101))])
@@ -57,5 +65,37 @@ def test_gradient_removal_and_robust_normalisation():
 
 def test_preprocess_sizes_particles():
     image = np.random.default_rng(1).normal(size=(1000, 1200)).astype(np.float32)
-    work = preprocess(image, 1.5, 150 / 32)
+    work, level = preprocess(image, 1.5, 150 / 32, 32)
     assert work.shape == working_shape(image.shape, 1.5, 150 / 32) == (320, 384)
+
+
+def carbon_image(seed=0, n=512):
+    """Noise on a quadratic illumination gradient, with a darker carbon film over a third of it."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:n, :n] / n
+    image = 100 + 3 * x + 2 * y * y + rng.normal(size=(n, n))
+    carbon = x + 0.5 * y > 1.05
+    return (image - 2.0 * carbon).astype(np.float32), carbon
+
+
+def test_robust_gradient_fit_follows_the_thin_ice_not_the_carbon():
+    image, carbon = carbon_image()
+    for robust, ok in ((True, True), (False, False)):
+        flat = image - gradient_surface(image, robust=robust)
+        ice = flat[~carbon]
+        # across the clean ice the flattened background is level only when carbon does not pull the fit
+        assert (np.ptp([np.median(part) for part in np.array_split(ice, 8)]) < 0.1) == ok
+    flat = image - gradient_surface(image, robust=True)
+    assert abs(np.median(flat[carbon]) - np.median(flat[~carbon]) + 2.0) < 0.1
+
+
+def test_preprocess_maps_the_carbon_as_darker_background():
+    image, carbon = carbon_image(n=1024)
+    work, level = preprocess(image, 1.0, 1.0, 32)
+    assert work.shape == image.shape and level.shape == (256, 256)  # 4 px cells: 8 per diameter
+    c = 4
+    cells = carbon[c // 2 :: c, c // 2 :: c]
+    inner = ~binary_dilation(carbon, iterations=32)[c // 2 :: c, c // 2 :: c]  # a diameter clear of the edge
+    deep = binary_erosion(carbon, iterations=32)[c // 2 :: c, c // 2 :: c]
+    assert np.abs(level[inner]).max() < 0.1
+    assert level[deep].max() < -1.5 and cells.mean() > 0.2

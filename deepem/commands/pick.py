@@ -6,7 +6,9 @@ local maxima at least --min-distance diameters apart that score above the thresh
 least --edge diameters inside the image (a box around them can be extracted), and writes
 OUTDIR/NAME.star per micrograph (even when empty; rlnCoordinateX/Y are centres in pixels of the
 ORIGINAL micrograph, x = column, y = row from the top-left) plus OUTDIR/candidates.star with
-every local maximum above --floor, for precision-recall analysis. OUTDIR appears only once the
+every local maximum above --floor, for precision-recall analysis. Maxima whose surroundings are
+darker than the model's background floor (set in training from the labelled particles' own
+surroundings) lie on carbon or thick ice and are dropped from both. OUTDIR appears only once the
 whole shard is done.
 
 Example:
@@ -20,7 +22,9 @@ import numpy as np
 import pandas as pd
 
 from deepem import model
+from deepem.background import levels_at, read_level_map
 from deepem.commands import common
+from deepem.errors import DeepEMError
 from deepem.io import manifest
 from deepem.io.atomic import atomic_directory
 from deepem.io.coords import MIC, picks_table, write_star
@@ -44,8 +48,25 @@ def add_args(parser):
     parser.add_argument(
         "--tile", type=int, default=TILE, help=f"score-map tile edge in cells (speed and memory; default {TILE})"
     )
+    parser.add_argument(
+        "--background-floor", default="auto",
+        help="'auto' (the model's), 'off', or a level: drop maxima on darker background (default auto)",
+    )
     common.add_threads_arg(parser)
     common.add_device_arg(parser)
+
+
+def parse_background_floor(text, ckpt):
+    """The background floor to apply: the model's for 'auto' (None for models trained without
+    labelled micrographs), None for 'off', else the number given."""
+    if text == "auto":
+        return ckpt.get("background_floor")
+    if text.lower() in ("off", "false"):  # YAML reads a config's off as false
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise DeepEMError(f"--background-floor {text!r}: use 'auto', 'off' or a number") from None
 
 
 def main(args):
@@ -53,15 +74,20 @@ def main(args):
     device = common.resolve_device(args.device)
     net, ckpt = model.load(args.model, device)
     threshold = common.parse_threshold(args.threshold) or ckpt["threshold"]
+    background_floor = parse_background_floor(args.background_floor, ckpt)
     min_distance = args.min_distance * ckpt["particle_px"]
     edge = args.edge * ckpt["particle_px"]
     table = manifest.read([args.preprocessed])
-    found, total = [], 0
+    found, total, dark = [], 0, 0
     start = time.time()
     with atomic_directory(args.outdir) as tmp:
         for name, row in progress(table.iterrows(), "pick", total=len(table)):
             image, _ = read_micrograph(manifest.working_path(row))
             xy, score = candidates(net, image, min_distance, edge, min(args.floor, threshold), args.tile, device)
+            if background_floor is not None:
+                light = levels_at(read_level_map(row), xy, ckpt["particle_px"]) >= background_floor
+                dark += int((~light & (score >= threshold)).sum())
+                xy, score = xy[light], score[light]
             xy = xy * [row["scale_x"], row["scale_y"]]
             keep = score >= threshold
             write_star(tmp / f"{name}.star", picks_table(xy[keep], score[keep]), float_format="%.3f")
@@ -72,6 +98,8 @@ def main(args):
         merged = pd.concat(found, ignore_index=True) if found else picks_table(np.zeros((0, 2)), [])
         write_star(tmp / "candidates.star", merged, float_format="%.3f")
     elapsed = time.time() - start
+    if background_floor is not None:
+        print(f"dropped {dark} maxima above the threshold on background darker than {background_floor:.3f} (carbon, thick ice)")
     print(
         f"picked {total} particles in {len(table)} micrographs at threshold {threshold:.4f} "
         f"({elapsed:.1f} s, {len(table) / max(elapsed, 1e-9):.2f} micrographs/s) -> {args.outdir}"

@@ -1,8 +1,10 @@
 """Preprocess micrographs into small normalised working copies.
 
 Removes the illumination gradient, Fourier-crops to the working pixel size (particle
-diameter / particle_px) and applies a robust z-score. Writes OUTDIR/NAME.mrc per micrograph
-and OUTDIR/manifest.tsv; OUTDIR appears only once every micrograph is done.
+diameter / particle_px) and applies a robust z-score. Writes OUTDIR/NAME.mrc per micrograph,
+OUTDIR/background/NAME.mrc (its coarse map of local background levels, with which picking drops
+candidates on carbon or thick ice) and OUTDIR/manifest.tsv; OUTDIR appears only once every
+micrograph is done.
 
 Example:
     deepem preprocess mics/*.mrc --diameter 150 -o results/preprocessed/1-of-8
@@ -59,9 +61,11 @@ def main(args):
                     "run micrographs of different pixel sizes as separate datasets"
                 )
             check_geometry(path, image.shape, pixel_size, args.diameter, args.particle_px)
-            work = preprocess(image, pixel_size, working, workers=args.threads)
+            work, level = preprocess(image, pixel_size, working, args.particle_px, workers=args.threads)
             name = Path(path).stem
             write_mrc(tmp / f"{name}.mrc", work, pixel_size * image.shape[1] / work.shape[1])
+            (tmp / manifest.LEVELS).mkdir(exist_ok=True)
+            write_mrc(tmp / manifest.LEVELS / f"{name}.mrc", level, pixel_size * image.shape[1] / level.shape[1])
             rows.append([name, str(path), *image.shape, pixel_size, *work.shape, pixel_size * image.shape[1] / work.shape[1]])
         manifest.write(tmp, rows)
     n = len(rows)

@@ -20,6 +20,9 @@ def add_args(parser):
     parser.add_argument("--labelled", type=int, default=4, help="micrographs with manual picks (default 4)")
     parser.add_argument("--label-fraction", type=float, default=1.0, help="fraction of truth labelled (default 1.0)")
     parser.add_argument("--snr", type=float, default=0.05, help="per-pixel signal-to-noise ratio (default 0.05)")
+    parser.add_argument(
+        "--on-carbon", type=float, default=0.0, help="density of particles on carbon, left out of the truth (default 0)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
@@ -33,6 +36,7 @@ def main(args):
         snr=args.snr,
         n_labelled=args.labelled,
         label_fraction=args.label_fraction,
+        on_carbon=args.on_carbon,
         seed=args.seed,
     )
     print(f"simulated {len(counts)} micrographs, {sum(counts)} particles ({args.labelled} labelled) in {args.outdir}")

@@ -9,7 +9,8 @@ versions, device). With ``--threshold auto`` the threshold is chosen and logged:
 micrographs, each label hit standing for 1 / f particles, where f, the labelled share of the
 particles, is measured among the maxima down to the median hit; otherwise the best F1 on the
 held-out patches. With --mine, a second stage adds hard negatives (see 'labelled micrographs'
-below). A killed run resumes from its last epoch.
+below). With --mine or --calibrate, the labelled particles' background levels set the background
+floor (see 'deepem pick'). A killed run resumes from its last epoch.
 
 Example:
     deepem train results/round_1/patches.npz -o results/round_1/model --mode modern --seed 1
@@ -18,10 +19,11 @@ Example:
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
-from deepem import model, plots, provenance
+from deepem import background, model, plots, provenance
 from deepem.commands import common
 from deepem.dataset import load_labels
 from deepem.io import manifest
@@ -122,8 +124,20 @@ def main(args):
             )
     threshold = choice["threshold"] if fixed is None else fixed
     print(f"threshold {threshold:.4f} ({'auto: ' if fixed is None else 'fixed; auto would be '}{how})")
+    saved = {"threshold": threshold, "auto_threshold": choice, "particle_px": meta["particle_px"]}
+    if args.mine or args.calibrate:
+        table = manifest.read(args.mine or args.calibrate)
+        labelled = load_labels(args.positives, table, "positive label", args.flip_y)
+        levels = background.label_levels(table, labelled, meta["particle_px"])
+        saved["background_floor"] = background.floor(levels)
+        if saved["background_floor"] is not None:
+            lo, hi = np.percentile(levels, [0.5, 99.5])
+            print(
+                f"background floor {saved['background_floor']:.3f}: {len(levels)} labels' background levels span "
+                f"{lo:.3f} to {hi:.3f} (0.5th to 99.5th percentile); picks on darker background are dropped"
+            )
     with atomic_path(outdir / "model.pt") as tmp:
-        model.save(tmp, net.cpu(), {"threshold": threshold, "auto_threshold": choice, "particle_px": meta["particle_px"]})
+        model.save(tmp, net.cpu(), saved)
     with atomic_path(outdir / "training.tsv") as tmp:
         pd.DataFrame(history).to_csv(tmp, sep="\t", index=False, float_format="%.6f")
     plots.training_curve(history, outdir / "training.png", f"{args.mode} DeepEM, box {arch.box} px")

@@ -12,6 +12,7 @@ import pandas as pd
 from deepem.errors import DeepEMError
 
 NAME = "manifest.tsv"
+LEVELS = "background"  # the folder of the background level maps, see deepem.background
 COLUMNS = ["name", "source", "height", "width", "pixel_size", "work_height", "work_width", "work_pixel_size"]
 
 
@@ -44,3 +45,8 @@ def read(directories):
 
 def working_path(row):
     return Path(row["dir"]) / f"{row['name']}.mrc"
+
+
+def level_path(row):
+    """Where the micrograph's background level map is (see :mod:`deepem.background`)."""
+    return Path(row["dir"]) / LEVELS / f"{row['name']}.mrc"

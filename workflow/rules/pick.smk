@@ -15,6 +15,7 @@ rule pick:
         gpu=device_resources(),
     params:
         threshold=config["threshold"],
+        background_floor=config["background_floor"],
         min_distance=config["min_distance"],
         device=config["device"],
         version=VERSION,
@@ -22,5 +23,6 @@ rule pick:
         ENV
     shell:
         "deepem pick --model {input.model} --preprocessed {input.preprocessed} -o {output} "
-        "--threshold {params.threshold} --min-distance {params.min_distance} --threads {threads} "
+        "--threshold {params.threshold} --background-floor {params.background_floor} "
+        "--min-distance {params.min_distance} --threads {threads} "
         "--device {params.device} > {log} 2>&1"

@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+import torch
+
+from deepem import background
+from deepem.dataset import load_labels
+from deepem.io import manifest
+from deepem.io.coords import read_by_micrograph, read_coordinates
+from deepem.metrics import match
+
+from conftest import run
+
+
+def test_levels_at_reads_the_cell_centred_nearest_each_working_pixel():
+    particle_px = 32  # 4 px cells, centred on working pixels 2, 6, 10, ...
+    level = np.arange(30, dtype=np.float32)[None, :].repeat(20, 0) + 100 * np.arange(20)[:, None]
+    xy = np.array([[2.0, 2.0], [6.0, 2.0], [8.1, 10.2], [200.0, -5.0]])
+    np.testing.assert_array_equal(background.levels_at(level, xy, particle_px), [0, 1, 202, 29])
+
+
+def test_floor_sits_margin_spreads_below_the_labels():
+    levels = np.linspace(-0.1, 0.1, 1001)
+    lo, hi = np.percentile(levels, [0.5, 99.5])
+    assert background.floor(levels) == pytest.approx(lo - background.MARGIN * (hi - lo))
+    assert background.floor([]) is None
+
+
+def test_level_map_is_flat_on_noise_and_dark_on_a_darker_region():
+    rng = np.random.default_rng(0)
+    flat = rng.normal(size=(400, 400)).astype(np.float32)
+    flat[:, 250:] -= 1.5  # a darker film over the right side
+    level = background.level_map(flat, 32)
+    assert level.shape == (100, 100)
+    assert np.abs(level[:, :50]).max() < 0.15  # a diameter clear of the edge at x = 250
+    assert np.abs(level[:, 72:] + 1.5).max() < 0.15
+
+
+@pytest.fixture(scope="module")
+def on_carbon(tmp_path_factory):
+    """A model trained on a simulated set whose carbon also holds particles (left out of the truth),
+    and its candidates on that set with the model's background floor, without it, and with -0.3."""
+    tmp = tmp_path_factory.mktemp("carbon")
+    run(["deepem", "simulate", "-o", tmp / "sim", "--micrographs", "4", "--labelled", "2", "--on-carbon", "0.6", "--seed", "5"])
+    mics = sorted(str(p) for p in (tmp / "sim" / "micrographs").glob("*.mrc"))
+    labels = sorted(str(p) for p in (tmp / "sim" / "labels").glob("*.star"))
+    run(["deepem", "preprocess", *mics, "-o", tmp / "pre", "--diameter", "150"])
+    run(["deepem", "extract", "--preprocessed", tmp / "pre", "--positives", *labels, "--diameter", "150", "-o", tmp / "p.npz"])
+    trained = run(["deepem", "train", tmp / "p.npz", "--calibrate", tmp / "pre", "--positives", *labels, "-o", tmp / "model",
+                   "--epochs", "15", "--seed", "1"])
+    picks = {}
+    for floor in ("auto", "off", "-0.3"):
+        run(["deepem", "pick", "--model", tmp / "model" / "model.pt", "--preprocessed", tmp / "pre", "-o", tmp / floor,
+             "--background-floor", floor])
+        picks[floor] = read_by_micrograph(tmp / floor / "candidates.star")
+    return tmp, labels, trained.stdout, picks
+
+
+def test_training_sets_the_floor_from_the_labelled_particles_levels(on_carbon):
+    tmp, labels, log, _ = on_carbon
+    table = manifest.read([tmp / "pre"])
+    levels = background.label_levels(table, load_labels(labels, table, "positive label"), 32)
+    ckpt = torch.load(tmp / "model" / "model.pt", weights_only=False)
+    assert len(levels) > 50 and "background floor" in log
+    assert ckpt["background_floor"] == pytest.approx(background.floor(levels)) and ckpt["background_floor"] < levels.min()
+
+
+def test_pick_drops_exactly_the_maxima_below_the_floor(on_carbon):
+    tmp, _, _, picks = on_carbon
+    table = manifest.read([tmp / "pre"])
+    ckpt = torch.load(tmp / "model" / "model.pt", weights_only=False)
+    dropped_on_carbon = 0
+    for name, row in table.iterrows():
+        level = background.read_level_map(row)
+        xy, score = picks["off"][name]
+        light = background.levels_at(level, xy / [row["scale_x"], row["scale_y"]], 32) >= -0.3
+        np.testing.assert_array_equal(picks["-0.3"][name][1], score[light])
+        auto = background.levels_at(level, xy / [row["scale_x"], row["scale_y"]], 32) >= ckpt["background_floor"]
+        np.testing.assert_array_equal(picks["auto"][name][1], score[auto])
+        truth = read_coordinates(tmp / "sim" / "truth" / f"{name}.star")
+        strong = score >= ckpt["threshold"]
+        hit = match(xy[strong], truth, 37.5)
+        assert hit[~light[strong]].sum() == 0  # no particle in the truth lies on such dark background
+        dropped_on_carbon += int((~light[strong] & ~hit).sum()) if name in ("demo_001", "demo_003") else 0
+    assert dropped_on_carbon >= 5  # picks on the carbon of the odd micrographs
