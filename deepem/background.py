@@ -4,8 +4,9 @@ Users keep particles in thin ice and discard those on carbon film or under thick
 background is darker. The level map is the median, over a disc of 0.75 particle diameter, of the
 working image flattened by a robust gradient fit (which follows the main background level, not
 carbon or ice) and normalised by its noise, minus the micrograph's median level. It is stored
-coarse, ``CELLS_PER_DIAMETER`` cells per diameter: cell ``(i, j)`` covers working pixel
-``(x, y) = (c * j + c // 2, c * i + c // 2)`` with ``c = cell_size(particle_px)``.
+coarse, ``CELLS_PER_DIAMETER`` cells per diameter: cell ``(i, j)`` is the mean of the ``c x c``
+working pixels from ``(x, y) = (c * j, c * i)``, ``c = cell_size(particle_px)``, so its centre is
+at ``(c * j + (c - 1) / 2, c * i + (c - 1) / 2)``.
 
 Training sets the floor from the labelled particles' levels (:func:`floor`): far below the
 darkest of them, so only surroundings unlike any labelled particle's are dropped (bench/RESULTS.md,
@@ -14,12 +15,12 @@ finding 17).
 
 import mrcfile
 import numpy as np
-from scipy.ndimage import gaussian_filter, median_filter
+from scipy.ndimage import median_filter
 
 from deepem.errors import DeepEMError
 from deepem.io import manifest
 
-CELLS_PER_DIAMETER = 8
+CELLS_PER_DIAMETER = 4
 DISC = 0.75  # the median's disc radius, in particle diameters
 MARGIN = 2.5  # the floor sits this many label spreads below the labels' 0.5th percentile
 
@@ -32,7 +33,8 @@ def cell_size(particle_px):
 def level_map(flat, particle_px):
     """Coarse local background levels of a flattened, noise-normalised working image (see the module doc)."""
     c = cell_size(particle_px)
-    coarse = gaussian_filter(flat.astype(np.float32), c)[c // 2 :: c, c // 2 :: c]
+    h, w = flat.shape[0] // c * c, flat.shape[1] // c * c
+    coarse = flat[:h, :w].reshape(h // c, c, w // c, c).mean(axis=(1, 3), dtype=np.float32)  # cell means
     r = DISC * particle_px / c
     yy, xx = np.mgrid[-int(r) : int(r) + 1, -int(r) : int(r) + 1]
     level = median_filter(coarse, footprint=xx * xx + yy * yy <= r * r, mode="reflect")
@@ -40,9 +42,10 @@ def level_map(flat, particle_px):
 
 
 def levels_at(level, xy, particle_px):
-    """The level map's values at working-pixel positions ``xy`` (n, 2), from the nearest cell."""
+    """The level map's values at working-pixel positions ``xy`` (n, 2): the cells they lie in
+    (the last row or column for pixels past the whole cells)."""
     c = cell_size(particle_px)
-    ij = np.rint((np.asarray(xy, float).reshape(-1, 2) - c // 2) / c).astype(int)
+    ij = np.floor(np.asarray(xy, float).reshape(-1, 2) / c).astype(int)
     cols = np.clip(ij[:, 0], 0, level.shape[1] - 1)
     rows = np.clip(ij[:, 1], 0, level.shape[0] - 1)
     return level[rows, cols]

@@ -70,14 +70,10 @@ def gradient_surface(image, block=16, robust=False):
 def _least_median_fit(basis, values, trials=300, seed=0):
     """The exact fit to ``basis.shape[1]`` random samples with the least median absolute residual."""
     rng = np.random.default_rng(seed)
-    best, best_coef = np.inf, None
-    for _ in range(trials):
-        pick = rng.choice(len(values), basis.shape[1], replace=False)
-        coef, *_ = np.linalg.lstsq(basis[pick], values[pick], rcond=None)
-        spread = np.median(np.abs(values - basis @ coef))
-        if spread < best:
-            best, best_coef = spread, coef
-    return best_coef
+    picks = np.stack([rng.choice(len(values), basis.shape[1], replace=False) for _ in range(trials)])
+    coefs = np.linalg.pinv(basis[picks]) @ values[picks][..., None]  # (trials, terms, 1)
+    spread = np.median(np.abs(values - (basis @ coefs)[..., 0]), axis=1)
+    return coefs[int(np.argmin(spread)), :, 0]
 
 
 def remove_gradient(image, block=16):

@@ -11,10 +11,10 @@ from deepem.metrics import match
 from conftest import run
 
 
-def test_levels_at_reads_the_cell_centred_nearest_each_working_pixel():
-    particle_px = 32  # 4 px cells, centred on working pixels 2, 6, 10, ...
+def test_levels_at_reads_the_cell_each_working_pixel_lies_in():
+    particle_px = 32  # 8 px cells: working pixels 0-7, 8-15, ...
     level = np.arange(30, dtype=np.float32)[None, :].repeat(20, 0) + 100 * np.arange(20)[:, None]
-    xy = np.array([[2.0, 2.0], [6.0, 2.0], [8.1, 10.2], [200.0, -5.0]])
+    xy = np.array([[7.9, 0.0], [8.0, 2.0], [16.1, 23.9], [400.0, -5.0]])
     np.testing.assert_array_equal(background.levels_at(level, xy, particle_px), [0, 1, 202, 29])
 
 
@@ -29,10 +29,10 @@ def test_level_map_is_flat_on_noise_and_dark_on_a_darker_region():
     rng = np.random.default_rng(0)
     flat = rng.normal(size=(400, 400)).astype(np.float32)
     flat[:, 250:] -= 1.5  # a darker film over the right side
-    level = background.level_map(flat, 32)
-    assert level.shape == (100, 100)
-    assert np.abs(level[:, :50]).max() < 0.15  # a diameter clear of the edge at x = 250
-    assert np.abs(level[:, 72:] + 1.5).max() < 0.15
+    level = background.level_map(flat, 32)  # 8 px cells
+    assert level.shape == (50, 50)
+    assert np.abs(level[:, :27]).max() < 0.15  # a diameter (4 cells) clear of the edge at x = 250
+    assert np.abs(level[:, 36:] + 1.5).max() < 0.15
 
 
 @pytest.fixture(scope="module")
