@@ -467,8 +467,10 @@ def topaz_extract_command(topaz, model, images, output, radius, scale, args, gpu
 
 def pick_command(deepem, model, preprocessed, outdir, cfg, args, device="cpu"):
     """``deepem pick`` as the workflow runs it (schema defaults), on the CPU unless ``device`` says otherwise."""
+    floor = cfg["background_floor"] if cfg["background_floor"] is not False else "off"  # YAML's off
     return [deepem, "pick", "--model", model, "--preprocessed", preprocessed, "-o", outdir, "--threshold",
-            cfg["threshold"], "--min-distance", cfg["min_distance"], "--threads", args.threads, "--device", device]
+            cfg["threshold"], "--background-floor", floor, "--min-distance", cfg["min_distance"],
+            "--threads", args.threads, "--device", device]
 
 
 def report_seeds(seed_rows, out):

@@ -1,9 +1,9 @@
 """Local background level: drops picks on carbon or thick ice, darker than labelled particles' surroundings.
 
 Users keep particles in thin ice and discard those on carbon film or under thick ice, where the
-background is darker. The level map is the median, over a disc of 0.75 particle diameter, of the
-working image flattened by a robust gradient fit (which follows the main background level, not
-carbon or ice) and normalised by its noise, minus the micrograph's median level. It is stored
+background is darker. The level map is the median, over a disc of radius 0.75 particle diameter,
+of the working image flattened by a robust gradient fit (which follows the main background level,
+not carbon or ice) and normalised by its noise, minus the micrograph's median level. It is stored
 coarse, ``CELLS_PER_DIAMETER`` cells per diameter: cell ``(i, j)`` is the mean of the ``c x c``
 working pixels from ``(x, y) = (c * j, c * i)``, ``c = cell_size(particle_px)``, so its centre is
 at ``(c * j + (c - 1) / 2, c * i + (c - 1) / 2)``.
@@ -23,6 +23,7 @@ from deepem.io import manifest
 CELLS_PER_DIAMETER = 4
 DISC = 0.75  # the median's disc radius, in particle diameters
 MARGIN = 2.5  # the floor sits this many label spreads below the labels' 0.5th percentile
+MIN_LABELS = 20  # fewer labelled particles set no floor: their spread says too little
 
 
 def cell_size(particle_px):
@@ -53,22 +54,33 @@ def levels_at(level, xy, particle_px):
 
 def floor(levels):
     """The lowest background level kept: ``MARGIN`` spreads (99.5th minus 0.5th percentile of the
-    labelled particles' levels) below their 0.5th percentile; None without labels."""
+    labelled particles' levels) below their 0.5th percentile; None (keep every pick) with fewer
+    than ``MIN_LABELS`` labels."""
     levels = np.asarray(levels, float)
-    if not len(levels):
+    if len(levels) < MIN_LABELS:
         return None
     lo, hi = np.percentile(levels, [0.5, 99.5])
     return float(lo - MARGIN * (hi - lo))
 
 
+def _require(path):
+    if not path.is_file():
+        raise DeepEMError(
+            f"{path}: background level map missing (preprocessed by deepem before 0.6); rerun the "
+            "preprocess step, or pick with --background-floor off"
+        )
+
+
+def check_level_maps(table):
+    """Fail early, naming the first manifest row's missing level map."""
+    for _, row in table.iterrows():
+        _require(manifest.level_path(row))
+
+
 def read_level_map(row):
     """The level map :mod:`deepem.commands.preprocess` wrote for a manifest row."""
     path = manifest.level_path(row)
-    if not path.is_file():
-        raise DeepEMError(
-            f"{path}: background level map missing (preprocessed by deepem before 0.6); rerun the preprocess "
-            "step, or pick with --background-floor off"
-        )
+    _require(path)
     return mrcfile.read(path)
 
 

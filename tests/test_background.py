@@ -1,8 +1,12 @@
+import shutil
+
 import numpy as np
 import pytest
 import torch
 
 from deepem import background
+from deepem.commands.pick import parse_background_floor
+from deepem.errors import DeepEMError
 from deepem.dataset import load_labels
 from deepem.io import manifest
 from deepem.io.coords import read_by_micrograph, read_coordinates
@@ -18,11 +22,19 @@ def test_levels_at_reads_the_cell_each_working_pixel_lies_in():
     np.testing.assert_array_equal(background.levels_at(level, xy, particle_px), [0, 1, 202, 29])
 
 
-def test_floor_sits_margin_spreads_below_the_labels():
-    levels = np.linspace(-0.1, 0.1, 1001)
-    lo, hi = np.percentile(levels, [0.5, 99.5])
-    assert background.floor(levels) == pytest.approx(lo - background.MARGIN * (hi - lo))
-    assert background.floor([]) is None
+def test_floor_sits_two_and_a_half_spreads_below_the_labels_and_needs_twenty():
+    levels = np.linspace(-0.1, 0.1, 1001)  # 0.5th percentile -0.099, 99.5th 0.099
+    assert background.floor(levels) == pytest.approx(-0.099 - 2.5 * 0.198)
+    assert background.floor(np.zeros(20)) == 0.0
+    assert background.floor(np.zeros(19)) is None and background.floor([]) is None
+
+
+def test_level_map_covers_whole_cells_and_levels_at_clamps_past_them():
+    level = background.level_map(np.zeros((403, 410), np.float32), 32)  # 8 px cells
+    assert level.shape == (50, 51)
+    xy = np.array([[409.0, 402.0], [407.9, 399.9]])  # in the partial last cells, and in the last whole one
+    marked = np.arange(50 * 51, dtype=np.float32).reshape(50, 51)
+    np.testing.assert_array_equal(background.levels_at(marked, xy, 32), [marked[49, 50], marked[49, 50]])
 
 
 def test_level_map_is_flat_on_noise_and_dark_on_a_darker_region():
@@ -62,6 +74,34 @@ def test_training_sets_the_floor_from_the_labelled_particles_levels(on_carbon):
     ckpt = torch.load(tmp / "model" / "model.pt", weights_only=False)
     assert len(levels) > 50 and "background floor" in log
     assert ckpt["background_floor"] == pytest.approx(background.floor(levels)) and ckpt["background_floor"] < levels.min()
+
+
+@pytest.mark.parametrize("text,value", [("auto", -0.7), ("AUTO", -0.7), ("off", None), ("False", None), ("-1.5", -1.5)])
+def test_background_floor_option(text, value):
+    assert parse_background_floor(text, {"background_floor": -0.7}) == value
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "dark"])
+def test_background_floor_option_refuses_other_values(text):
+    with pytest.raises(DeepEMError, match="background-floor"):
+        parse_background_floor(text, {})
+
+
+def test_old_preprocessing_without_level_maps_fails_before_any_work(on_carbon, tmp_path):
+    tmp, labels, _, _ = on_carbon
+    old = tmp_path / "pre"
+    shutil.copytree(tmp / "pre", old, ignore=shutil.ignore_patterns(manifest.LEVELS))
+    for cmd in (
+        ["deepem", "pick", "--model", tmp / "model" / "model.pt", "--preprocessed", old, "-o", tmp_path / "picks"],
+        ["deepem", "train", tmp / "p.npz", "--calibrate", old, "--positives", *labels, "-o", tmp_path / "model"],
+    ):
+        result = run(cmd, check=False)
+        assert result.returncode == 2 and "background level map missing" in result.stderr
+        assert "rerun the preprocess step" in result.stderr
+    assert not (tmp_path / "picks").exists() and not (tmp_path / "model").exists()
+    off = run(["deepem", "pick", "--model", tmp / "model" / "model.pt", "--preprocessed", old, "-o", tmp_path / "off",
+               "--background-floor", "off"])
+    assert "picked" in off.stdout
 
 
 def test_pick_drops_exactly_the_maxima_below_the_floor(on_carbon):

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from deepem import model
-from deepem.background import levels_at, read_level_map
+from deepem.background import check_level_maps, levels_at, read_level_map
 from deepem.commands import common
 from deepem.errors import DeepEMError
 from deepem.io import manifest
@@ -59,14 +59,17 @@ def add_args(parser):
 def parse_background_floor(text, ckpt):
     """The background floor to apply: the model's for 'auto' (None for models trained without
     labelled micrographs), None for 'off', else the number given."""
-    if text == "auto":
+    if text.lower() == "auto":
         return ckpt.get("background_floor")
     if text.lower() in ("off", "false"):  # YAML reads a config's off as false
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise DeepEMError(f"--background-floor {text!r}: use 'auto', 'off' or a number") from None
+        value = float("nan")
+    if not np.isfinite(value):
+        raise DeepEMError(f"--background-floor {text!r}: use 'auto', 'off' or a finite number")
+    return value
 
 
 def main(args):
@@ -78,6 +81,8 @@ def main(args):
     min_distance = args.min_distance * ckpt["particle_px"]
     edge = args.edge * ckpt["particle_px"]
     table = manifest.read([args.preprocessed])
+    if background_floor is not None:
+        check_level_maps(table)
     found, total, dark = [], 0, 0
     start = time.time()
     with atomic_directory(args.outdir) as tmp:

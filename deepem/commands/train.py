@@ -61,6 +61,8 @@ def main(args):
     fixed = common.parse_threshold(args.threshold)
     if (args.mine or args.calibrate) and not args.positives:
         raise DeepEMError("--mine and --calibrate need --positives: the label files naming the labelled micrographs")
+    if args.mine or args.calibrate:  # the background floor reads them after training: fail before it
+        background.check_level_maps(manifest.read(args.mine or args.calibrate))
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     x, y, val, meta = load_patches(args.patches)
@@ -130,7 +132,9 @@ def main(args):
         labelled = load_labels(args.positives, table, "positive label", args.flip_y)
         levels = background.label_levels(table, labelled, meta["particle_px"])
         saved["background_floor"] = background.floor(levels)
-        if saved["background_floor"] is not None:
+        if saved["background_floor"] is None:
+            print(f"no background floor: {len(levels)} labels are under {background.MIN_LABELS}; every pick is kept")
+        else:
             lo, hi = np.percentile(levels, [0.5, 99.5])
             print(
                 f"background floor {saved['background_floor']:.3f}: {len(levels)} labels' background levels span "
