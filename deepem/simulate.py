@@ -44,7 +44,8 @@ def simulate_dataset(
     ``density`` is the fraction of a close-packed count on the free area (above ~0.55 random
     packing saturates), ``snr`` the per-pixel signal variance over the particle area divided by
     the noise variance. ``on_carbon`` is the density of particles on the carbon, which the truth
-    leaves out, as a user would (0: none; any other value draws other random micrographs). Layout: ``micrographs/demo_NNN.mrc``, ``truth/demo_NNN.star`` (all
+    leaves out, as a user would (0: none, and the micrographs of earlier versions; otherwise the
+    micrographs with carbon differ). Layout: ``micrographs/demo_NNN.mrc``, ``truth/demo_NNN.star`` (all
     particle centres), ``negatives/demo_NNN.star`` (junk, ice and carbon points),
     ``labels/demo_NNN_manualpick.star`` (a ``label_fraction`` of the truth, first ``n_labelled``
     micrographs only, at most all) and ``dataset.yaml``.
@@ -166,7 +167,8 @@ def _micrograph(size, pixel_size, diameter, density, snr, has_carbon, phantom, r
     placed = truth
     if has_carbon and on_carbon > 0:
         on = inset & (ndimage.distance_transform_edt(carbon > 0.5) > diameter / 2) & (ice < 0.02)
-        placed = np.concatenate([truth, _place(on, round(on_carbon * on.sum() / (np.sqrt(3) / 2 * diameter**2)), diameter, rng)])
+        on_target = round(on_carbon * on.sum() / (np.sqrt(3) / 2 * diameter**2))
+        placed = np.concatenate([truth, _place(on, on_target, diameter, rng)])
     centres, sigma, weight = phantom
     particle_phi = np.zeros((size, size))
     for (x, y), rotation in zip(placed, Rotation.from_quat(rng.normal(size=(len(placed), 4))).as_matrix()):
