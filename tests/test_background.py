@@ -99,6 +99,9 @@ def test_old_preprocessing_without_level_maps_fails_before_any_work(on_carbon, t
         assert result.returncode == 2 and "background level map missing" in result.stderr
         assert "rerun the preprocess step" in result.stderr
     assert not (tmp_path / "picks").exists() and not (tmp_path / "model").exists()
+    both = run(["deepem", "train", tmp / "p.npz", "--mine", tmp / "pre", "--calibrate", tmp / "pre", "--positives",
+                *labels, "-o", tmp_path / "both"], check=False)
+    assert both.returncode == 2 and "not both" in both.stderr and not (tmp_path / "both").exists()
     off = run(["deepem", "pick", "--model", tmp / "model" / "model.pt", "--preprocessed", old, "-o", tmp_path / "off",
                "--background-floor", "off"])
     assert "picked" in off.stdout

@@ -59,10 +59,14 @@ def main(args):
     common.set_threads(args.threads)
     device = common.resolve_device(args.device)
     fixed = common.parse_threshold(args.threshold)
+    if args.mine and args.calibrate:
+        raise DeepEMError("use --mine (complete labels) or --calibrate (incomplete labels), not both")
     if (args.mine or args.calibrate) and not args.positives:
         raise DeepEMError("--mine and --calibrate need --positives: the label files naming the labelled micrographs")
-    if args.mine or args.calibrate:  # the background floor reads them after training: fail before it
-        background.check_level_maps(manifest.read(args.mine or args.calibrate))
+    if args.mine or args.calibrate:  # read once; the background floor reads their level maps after training
+        table = manifest.read(args.mine or args.calibrate)
+        labelled = load_labels(args.positives, table, "positive label", args.flip_y)
+        background.check_level_maps(table)
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     x, y, val, meta = load_patches(args.patches)
@@ -73,8 +77,6 @@ def main(args):
     )
     holdout = meta.get("holdout", {})
     if args.mine:
-        table = manifest.read(args.mine)
-        labelled = load_labels(args.positives, table, "positive label", args.flip_y)
         hard = hard_negatives(net, table, labelled, meta["particle_px"], device, holdout)
         x = torch.cat([x, torch.from_numpy(hard)[:, None]])
         y = torch.cat([y, torch.zeros(len(hard))])
@@ -105,8 +107,6 @@ def main(args):
         else:
             print("the held-out stripes hold no label: the threshold comes from the held-out patches")
     if args.calibrate and fixed is None:
-        table = manifest.read(args.calibrate)
-        labelled = load_labels(args.positives, table, "positive label", args.flip_y)
         hits, maxima, n_labels = label_hits(net, table, labelled, meta["particle_px"], device)
         if hits.any():
             share = label_fraction(maxima, hits)
@@ -128,8 +128,6 @@ def main(args):
     print(f"threshold {threshold:.4f} ({'auto: ' if fixed is None else 'fixed; auto would be '}{how})")
     saved = {"threshold": threshold, "auto_threshold": choice, "particle_px": meta["particle_px"]}
     if args.mine or args.calibrate:
-        table = manifest.read(args.mine or args.calibrate)
-        labelled = load_labels(args.positives, table, "positive label", args.flip_y)
         levels = background.label_levels(table, labelled, meta["particle_px"])
         saved["background_floor"] = background.floor(levels)
         if saved["background_floor"] is None:
