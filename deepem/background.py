@@ -63,24 +63,14 @@ def floor(levels):
     return float(lo - MARGIN * (hi - lo))
 
 
-def _require(path):
+def read_level_map(row):
+    """The level map :mod:`deepem.commands.preprocess` wrote for a manifest row."""
+    path = manifest.level_path(row)
     if not path.is_file():
         raise DeepEMError(
             f"{path}: background level map missing (preprocessed by deepem before 0.6); rerun the "
             "preprocess step, or pick with --background-floor off"
         )
-
-
-def check_level_maps(table):
-    """Fail early, naming the first manifest row's missing level map."""
-    for _, row in table.iterrows():
-        _require(manifest.level_path(row))
-
-
-def read_level_map(row):
-    """The level map :mod:`deepem.commands.preprocess` wrote for a manifest row."""
-    path = manifest.level_path(row)
-    _require(path)
     return mrcfile.read(path)
 
 

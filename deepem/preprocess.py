@@ -45,26 +45,37 @@ def gradient_surface(image, block=16, robust=False):
     (seeded), then least squares over the blocks within 2.5 robust sigmas of it, repeated until
     that set settles.
     """
+    return _surfaces(image, block, (robust,))[0]
+
+
+def _surfaces(image, block, robust):
+    """:func:`gradient_surface` of ``image`` for each flag in ``robust``, from one set of block medians."""
     ny, nx = image.shape
     by, bx = max(1, ny // block), max(1, nx // block)
     h, w = ny // by, nx // bx
     blocks = np.median(image[: by * h, : bx * w].reshape(by, h, bx, w), axis=(1, 3)).ravel()
     yy, xx = np.meshgrid((np.arange(by) + 0.5) * h / ny, (np.arange(bx) + 0.5) * w / nx, indexing="ij")
     basis = np.stack([np.ones_like(yy), xx, yy, xx * xx, xx * yy, yy * yy], axis=-1).reshape(-1, 6)
-    if robust and len(blocks) > 12:
-        coef = _least_median_fit(basis, blocks)
-        keep = None
-        for _ in range(10):
-            residual = np.abs(blocks - basis @ coef)
-            near = residual <= 2.5 * 1.4826 * np.median(residual)
-            if keep is not None and (near == keep).all():
-                break
-            keep = near
-            coef, *_ = np.linalg.lstsq(basis[keep], blocks[keep], rcond=None)
-    else:
-        coef, *_ = np.linalg.lstsq(basis, blocks, rcond=None)
     gy, gx = np.meshgrid((np.arange(ny) + 0.5) / ny, (np.arange(nx) + 0.5) / nx, indexing="ij", sparse=True)
-    return coef[0] + coef[1] * gx + coef[2] * gy + coef[3] * gx * gx + coef[4] * gx * gy + coef[5] * gy * gy
+    surfaces = []
+    for flag in robust:
+        coef = _robust_fit(basis, blocks) if flag and len(blocks) > 12 else np.linalg.lstsq(basis, blocks, rcond=None)[0]
+        surfaces.append(coef[0] + coef[1] * gx + coef[2] * gy + coef[3] * gx * gx + coef[4] * gx * gy + coef[5] * gy * gy)
+    return surfaces
+
+
+def _robust_fit(basis, blocks):
+    """Least median of squares, then least squares over the blocks near it until that set settles."""
+    coef = _least_median_fit(basis, blocks)
+    keep = None
+    for _ in range(10):
+        residual = np.abs(blocks - basis @ coef)
+        near = residual <= 2.5 * 1.4826 * np.median(residual)
+        if keep is not None and (near == keep).all():
+            break
+        keep = near
+        coef, *_ = np.linalg.lstsq(basis[keep], blocks[keep], rcond=None)
+    return coef
 
 
 def _least_median_fit(basis, values, trials=300, seed=0):
@@ -74,11 +85,6 @@ def _least_median_fit(basis, values, trials=300, seed=0):
     coefs = np.linalg.pinv(basis[picks]) @ values[picks][..., None]  # (trials, terms, 1)
     spread = np.median(np.abs(values - (basis @ coefs)[..., 0]), axis=1)
     return coefs[int(np.argmin(spread)), :, 0]
-
-
-def remove_gradient(image, block=16):
-    """Subtract a quadratic surface fitted to block medians: the slow illumination gradient."""
-    return (image - gradient_surface(image, block)).astype(np.float32)
 
 
 def robust_normalise(image, clip=6.0):
@@ -97,5 +103,6 @@ def preprocess(image, pixel_size, working_pixel_size, particle_px, workers=1):
     """The normalised working image of a raw micrograph, and its map of local background levels
     (:func:`deepem.background.level_map` of the image flattened by the robust gradient fit)."""
     small = fourier_crop(image, working_shape(image.shape, pixel_size, working_pixel_size), workers=workers)
-    flat = robust_normalise(small - gradient_surface(small, robust=True))
-    return robust_normalise(remove_gradient(small)), level_map(flat, particle_px)
+    plain, robust = _surfaces(small, 16, (False, True))
+    working = robust_normalise((small - plain).astype(np.float32))
+    return working, level_map(robust_normalise(small - robust), particle_px)

@@ -37,6 +37,21 @@ def test_label_hits_without_stripes_match_every_maximum_and_count_every_label(mo
     assert n_labels == 4  # 190 matches no maximum and still counts
 
 
+def test_label_hits_leave_out_maxima_below_the_background_floor_as_picking_does(monkeypatch):
+    maxima = np.array([[151.0, 50], [198, 50], [120, 90], [260, 50]])
+    scores = np.array([0.9, 0.8, 0.7, 0.95])
+    monkeypatch.setattr(mining, "_maxima", lambda *args: iter([("a", None, maxima, scores)]))
+    level = np.zeros((40, 40), np.float32)  # 8 px cells at particle_px 32
+    level[:, 24:] = -2.0  # dark from x = 192: the maxima at 198 and 260
+    table = {"a": "row of a"}
+    monkeypatch.setattr(mining, "read_level_map", lambda row: level if row == "row of a" else None)
+    labels = {"a": np.array([[150.0, 52], [205, 50], [250, 50]])}
+    hits, got, n_labels = mining.label_hits(None, SimpleNamespace(loc=table), labels, 32, "cpu", background_floor=-1.0)
+    np.testing.assert_array_equal(hits, [True, False])  # 151 matches 150; 120 matches nothing
+    np.testing.assert_array_equal(got, [0.9, 0.7])
+    assert n_labels == 3  # the labels on dark background still count, as misses
+
+
 def test_hard_negatives_are_never_mined_in_the_held_out_stripe(monkeypatch):
     image = np.arange(300 * 300, dtype=np.float32).reshape(300, 300)
     maxima = np.array([[150.0, 150], [50, 150], [250, 50]])  # the first in the stripe, all far from the label

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from deepem import model
-from deepem.background import check_level_maps, levels_at, read_level_map
+from deepem.background import levels_at, read_level_map
 from deepem.commands import common
 from deepem.errors import DeepEMError
 from deepem.io import manifest
@@ -81,8 +81,8 @@ def main(args):
     min_distance = args.min_distance * ckpt["particle_px"]
     edge = args.edge * ckpt["particle_px"]
     table = manifest.read([args.preprocessed])
-    if background_floor is not None:
-        check_level_maps(table)
+    # small maps, all read before any work: a missing one fails the shard at once
+    levels = {name: read_level_map(row) for name, row in table.iterrows()} if background_floor is not None else {}
     found, total, dark = [], 0, 0
     start = time.time()
     with atomic_directory(args.outdir) as tmp:
@@ -90,7 +90,7 @@ def main(args):
             image, _ = read_micrograph(manifest.working_path(row))
             xy, score = candidates(net, image, min_distance, edge, min(args.floor, threshold), args.tile, device)
             if background_floor is not None:
-                light = levels_at(read_level_map(row), xy, ckpt["particle_px"]) >= background_floor
+                light = levels_at(levels[name], xy, ckpt["particle_px"]) >= background_floor
                 dark += int((~light & (score >= threshold)).sum())
                 xy, score = xy[light], score[light]
             xy = xy * [row["scale_x"], row["scale_y"]]

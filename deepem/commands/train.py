@@ -10,7 +10,8 @@ micrographs, each label hit standing for 1 / f particles, where f, the labelled 
 particles, is measured among the maxima down to the median hit; otherwise the best F1 on the
 held-out patches. With --mine, a second stage adds hard negatives (see 'labelled micrographs'
 below). With --mine or --calibrate, the labelled particles' background levels set the background
-floor (see 'deepem pick'). A killed run resumes from its last epoch.
+floor (see 'deepem pick'), and the automatic threshold leaves out the maxima below it, as picking
+does. A killed run resumes from its last epoch.
 
 Example:
     deepem train results/round_1/patches.npz -o results/round_1/model --mode modern --seed 1
@@ -55,6 +56,21 @@ def add_args(parser):
     common.add_device_arg(parser)
 
 
+def background_floor(table, labelled, particle_px):
+    """The labelled particles' background floor (see 'deepem pick'), logged; None below the labels it needs."""
+    levels = background.label_levels(table, labelled, particle_px)
+    value = background.floor(levels)
+    if value is None:
+        print(f"no background floor: {len(levels)} labels are under {background.MIN_LABELS}; every pick is kept")
+    else:
+        lo, hi = np.percentile(levels, [0.5, 99.5])
+        print(
+            f"background floor {value:.3f}: {len(levels)} labels' background levels span {lo:.3f} to {hi:.3f} "
+            "(0.5th to 99.5th percentile); maxima on darker background are dropped from picking and calibration"
+        )
+    return value
+
+
 def main(args):
     common.set_threads(args.threads)
     device = common.resolve_device(args.device)
@@ -63,13 +79,15 @@ def main(args):
         raise DeepEMError("use --mine (complete labels) or --calibrate (incomplete labels), not both")
     if (args.mine or args.calibrate) and not args.positives:
         raise DeepEMError("--mine and --calibrate need --positives: the label files naming the labelled micrographs")
-    if args.mine or args.calibrate:  # read once; the background floor reads their level maps after training
+    if args.mine or args.calibrate:  # read once, for mining, calibration and the background floor
         table = manifest.read(args.mine or args.calibrate)
         labelled = load_labels(args.positives, table, "positive label", args.flip_y)
-        background.check_level_maps(table)
+    x, y, val, meta = load_patches(args.patches)
+    saved = {"particle_px": meta["particle_px"]}
+    if args.mine or args.calibrate:  # before training: picking and the automatic threshold both drop darker maxima
+        saved["background_floor"] = background_floor(table, labelled, meta["particle_px"])
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    x, y, val, meta = load_patches(args.patches)
     arch = common.architecture(meta["particle_px"], meta["box_scale"], args.mode)
     print(f"{len(y)} patches ({int(y.sum())} positive, {int(val.sum())} held out); {args.mode} network {arch}")
     net, history = train(
@@ -95,7 +113,9 @@ def main(args):
         f"precision {patches['precision']:.3f}, recall {patches['recall']:.3f}"
     )
     if args.mine and fixed is None:
-        hits, maxima, n_labels = label_hits(net, table, labelled, meta["particle_px"], device, holdout)
+        hits, maxima, n_labels = label_hits(
+            net, table, labelled, meta["particle_px"], device, holdout, background_floor=saved["background_floor"]
+        )
         if n_labels:
             stripes = {"method": "held-out stripes", **best_f1_threshold(maxima, hits, n_labels)}
             choice = {**stripes, "maxima": len(maxima), "labels": n_labels, "patches": patches}
@@ -107,7 +127,9 @@ def main(args):
         else:
             print("the held-out stripes hold no label: the threshold comes from the held-out patches")
     if args.calibrate and fixed is None:
-        hits, maxima, n_labels = label_hits(net, table, labelled, meta["particle_px"], device)
+        hits, maxima, n_labels = label_hits(
+            net, table, labelled, meta["particle_px"], device, background_floor=saved["background_floor"]
+        )
         if hits.any():
             share = label_fraction(maxima, hits)
             calibrated = best_f1_threshold(maxima, hits, n_labels, fraction=share)
@@ -126,18 +148,7 @@ def main(args):
             )
     threshold = choice["threshold"] if fixed is None else fixed
     print(f"threshold {threshold:.4f} ({'auto: ' if fixed is None else 'fixed; auto would be '}{how})")
-    saved = {"threshold": threshold, "auto_threshold": choice, "particle_px": meta["particle_px"]}
-    if args.mine or args.calibrate:
-        levels = background.label_levels(table, labelled, meta["particle_px"])
-        saved["background_floor"] = background.floor(levels)
-        if saved["background_floor"] is None:
-            print(f"no background floor: {len(levels)} labels are under {background.MIN_LABELS}; every pick is kept")
-        else:
-            lo, hi = np.percentile(levels, [0.5, 99.5])
-            print(
-                f"background floor {saved['background_floor']:.3f}: {len(levels)} labels' background levels span "
-                f"{lo:.3f} to {hi:.3f} (0.5th to 99.5th percentile); picks on darker background are dropped"
-            )
+    saved.update(threshold=threshold, auto_threshold=choice)
     with atomic_path(outdir / "model.pt") as tmp:
         model.save(tmp, net.cpu(), saved)
     with atomic_path(outdir / "training.tsv") as tmp:
