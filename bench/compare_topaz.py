@@ -344,8 +344,8 @@ def main():
                      d / f"stages/deepem_extract{tag}.json")
             tr = run(f"deepem train{tag}", [deepem, "train", dd / "patches.npz", labelled,
                      out / "deepem/preprocessed/train", "--positives", *labels, "-o", dd / "model", "--mode", cfg["mode"],
-                     "--threshold", cfg["threshold"], "--seed", seed, "--threads", args.threads, "--device", "cpu"],
-                     d / f"stages/deepem_train{tag}.json")
+                     "--threshold", cfg["threshold"], "--background-floor", background_floor(cfg), "--seed", seed,
+                     "--threads", args.threads, "--device", "cpu"], d / f"stages/deepem_train{tag}.json")
             pk = run(f"deepem pick{tag}", pick_command(deepem, dd / "model/model.pt", out / "deepem/preprocessed/test",
                      dd / "picks", cfg, args), d / f"stages/deepem_pick{tag}.json")
             thr = float(torch.load(dd / "model/model.pt", map_location="cpu", weights_only=False)["threshold"])
@@ -465,11 +465,15 @@ def topaz_extract_command(topaz, model, images, output, radius, scale, args, gpu
             "-j", args.threads, "-d", gpu, "-o", output, *images]
 
 
+def background_floor(cfg):
+    """The config's background_floor as a command-line value (YAML reads off as false)."""
+    return cfg["background_floor"] if cfg["background_floor"] is not False else "off"
+
+
 def pick_command(deepem, model, preprocessed, outdir, cfg, args, device="cpu"):
     """``deepem pick`` as the workflow runs it (schema defaults), on the CPU unless ``device`` says otherwise."""
-    floor = cfg["background_floor"] if cfg["background_floor"] is not False else "off"  # YAML's off
     return [deepem, "pick", "--model", model, "--preprocessed", preprocessed, "-o", outdir, "--threshold",
-            cfg["threshold"], "--background-floor", floor, "--min-distance", cfg["min_distance"],
+            cfg["threshold"], "--background-floor", background_floor(cfg), "--min-distance", cfg["min_distance"],
             "--threads", args.threads, "--device", device]
 
 

@@ -69,12 +69,13 @@ def read_level_map(row):
     if not path.is_file():
         raise DeepEMError(
             f"{path}: background level map missing (preprocessed by deepem before 0.6); rerun the "
-            "preprocess step, or pick with --background-floor off"
+            "preprocess step, or pass --background-floor off"
         )
     return mrcfile.read(path)
 
 
-def label_levels(table, labelled, particle_px):
-    """The background levels of the labelled particles (``{name: working-pixel xy}``), pooled."""
-    found = [levels_at(read_level_map(table.loc[n]), xy, particle_px) for n, xy in sorted(labelled.items())]
+def label_levels(maps, labelled, particle_px):
+    """The background levels of the labelled particles (``{name: working-pixel xy}``), pooled, from
+    their micrographs' level maps (``{name: map}``)."""
+    found = [levels_at(maps[n], xy, particle_px) for n, xy in sorted(labelled.items())]
     return np.concatenate(found) if found else np.zeros(0)

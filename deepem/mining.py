@@ -11,7 +11,7 @@ matched to their labels set it instead (see ``training.label_fraction``).
 import numpy as np
 from scipy.spatial import cKDTree
 
-from deepem.background import levels_at, read_level_map
+from deepem.background import levels_at
 from deepem.io import manifest
 from deepem.io.micrograph import read_micrograph
 from deepem.metrics import pairs
@@ -47,12 +47,12 @@ def hard_negatives(net, table, positives, particle_px, device, holdout, per_posi
     return np.concatenate(patches) if patches else np.zeros((0, box, box), np.float32)
 
 
-def label_hits(net, table, positives, particle_px, device, holdout=None, floor=CANDIDATE_FLOOR, background_floor=None):
+def label_hits(net, table, positives, particle_px, device, holdout=None, floor=CANDIDATE_FLOOR, background=None):
     """``(hits, scores, n_labels)`` of the maxima on labelled micrographs, pooled over them.
 
     Maxima are matched one-to-one to the labels within half a diameter, as ``deepem evaluate``
-    matches picks to truth. Maxima on background darker than ``background_floor`` are left out,
-    as picking drops them (see :mod:`deepem.background`). With ``holdout`` (``{name: (x0, x1)}``) only the maxima in each
+    matches picks to truth. With ``background`` (``({name: level map}, floor)``) maxima on darker
+    background are left out, as picking drops them (see :mod:`deepem.background`). With ``holdout`` (``{name: (x0, x1)}``) only the maxima in each
     micrograph's held-out stripe count, and micrographs without one are skipped: a label up to
     half a diameter outside the stripe may take a maximum inside it, and then counts; unmatched,
     it does not.
@@ -62,8 +62,9 @@ def label_hits(net, table, positives, particle_px, device, holdout=None, floor=C
     names = [n for n in positives if holdout is None or n in holdout]
     for name, _, xy, score in _maxima(net, table, names, particle_px, device, floor, "score labelled micrographs"):
         pos = positives[name]
-        if background_floor is not None:
-            light = levels_at(read_level_map(table.loc[name]), xy, particle_px) >= background_floor
+        if background is not None:
+            maps, background_floor = background
+            light = levels_at(maps[name], xy, particle_px) >= background_floor
             xy, score = xy[light], score[light]
         if holdout is None:
             inside, near = np.ones(len(xy), bool), pos

@@ -4,13 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from deepem import background
-from deepem.commands.pick import parse_background_floor
+from deepem import background, model
+from deepem.commands.common import parse_background_floor
 from deepem.errors import DeepEMError
 from deepem.dataset import load_labels
 from deepem.io import manifest
 from deepem.io.coords import read_by_micrograph, read_coordinates
+from deepem.io.micrograph import read_micrograph
 from deepem.metrics import match
+from deepem.picking import CANDIDATE_FLOOR, candidates
 
 from conftest import run
 
@@ -70,21 +72,36 @@ def on_carbon(tmp_path_factory):
 def test_training_sets_the_floor_from_the_labelled_particles_levels(on_carbon):
     tmp, labels, log, _ = on_carbon
     table = manifest.read([tmp / "pre"])
-    levels = background.label_levels(table, load_labels(labels, table, "positive label"), 32)
+    labelled = load_labels(labels, table, "positive label")
+    maps = {name: background.read_level_map(table.loc[name]) for name in labelled}
+    levels = background.label_levels(maps, labelled, 32)
     ckpt = torch.load(tmp / "model" / "model.pt", weights_only=False)
     assert len(levels) > 50 and "background floor" in log
     assert ckpt["background_floor"] == pytest.approx(background.floor(levels)) and ckpt["background_floor"] < levels.min()
 
 
+def test_the_automatic_threshold_leaves_out_the_maxima_below_the_floor(on_carbon):
+    tmp, labels, _, _ = on_carbon
+    table = manifest.read([tmp / "pre"])
+    net, ckpt = model.load(tmp / "model" / "model.pt")
+    kept = dropped = 0
+    for name in load_labels(labels, table, "positive label"):  # the maxima --calibrate scores, as it finds them
+        image, _ = read_micrograph(manifest.working_path(table.loc[name]))
+        xy, _ = candidates(net, image, 16, 16, CANDIDATE_FLOOR)
+        light = background.levels_at(background.read_level_map(table.loc[name]), xy, 32) >= ckpt["background_floor"]
+        kept, dropped = kept + int(light.sum()), dropped + int((~light).sum())
+    assert dropped > 0 and ckpt["auto_threshold"]["maxima"] == kept
+
+
 @pytest.mark.parametrize("text,value", [("auto", -0.7), ("AUTO", -0.7), ("off", None), ("False", None), ("-1.5", -1.5)])
 def test_background_floor_option(text, value):
-    assert parse_background_floor(text, {"background_floor": -0.7}) == value
+    assert parse_background_floor(text, -0.7) == value
 
 
 @pytest.mark.parametrize("text", ["nan", "inf", "dark"])
 def test_background_floor_option_refuses_other_values(text):
     with pytest.raises(DeepEMError, match="background-floor"):
-        parse_background_floor(text, {})
+        parse_background_floor(text, None)
 
 
 def test_old_preprocessing_without_level_maps_fails_before_any_work(on_carbon, tmp_path):

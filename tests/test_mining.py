@@ -43,10 +43,8 @@ def test_label_hits_leave_out_maxima_below_the_background_floor_as_picking_does(
     monkeypatch.setattr(mining, "_maxima", lambda *args: iter([("a", None, maxima, scores)]))
     level = np.zeros((40, 40), np.float32)  # 8 px cells at particle_px 32
     level[:, 24:] = -2.0  # dark from x = 192: the maxima at 198 and 260
-    table = {"a": "row of a"}
-    monkeypatch.setattr(mining, "read_level_map", lambda row: level if row == "row of a" else None)
     labels = {"a": np.array([[150.0, 52], [205, 50], [250, 50]])}
-    hits, got, n_labels = mining.label_hits(None, SimpleNamespace(loc=table), labels, 32, "cpu", background_floor=-1.0)
+    hits, got, n_labels = mining.label_hits(None, None, labels, 32, "cpu", background=({"a": level}, -1.0))
     np.testing.assert_array_equal(hits, [True, False])  # 151 matches 150; 120 matches nothing
     np.testing.assert_array_equal(got, [0.9, 0.7])
     assert n_labels == 3  # the labels on dark background still count, as misses

@@ -1,5 +1,6 @@
 """Arguments and helpers shared by several subcommands."""
 
+import math
 import os
 
 from deepem.errors import DeepEMError
@@ -57,6 +58,29 @@ def parse_threshold(text):
         value = -1
     if not 0 < value < 1:
         raise DeepEMError(f"threshold {text!r}: use 'auto' or a number between 0 and 1")
+    return value
+
+
+def add_background_floor_arg(parser, what):
+    parser.add_argument(
+        "--background-floor", default="auto",
+        help=f"'auto' (the labelled particles'), 'off', or a level: {what} maxima on darker background (default auto)",
+    )
+
+
+def parse_background_floor(text, auto):
+    """The background floor a --background-floor value asks for: ``auto`` for 'auto', None (no
+    floor) for 'off', else the number given."""
+    if text.lower() == "auto":
+        return auto
+    if text.lower() in ("off", "false"):  # YAML reads a config's off as false
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value):
+        raise DeepEMError(f"--background-floor {text!r}: use 'auto', 'off' or a finite number")
     return value
 
 

@@ -48,28 +48,9 @@ def add_args(parser):
     parser.add_argument(
         "--tile", type=int, default=TILE, help=f"score-map tile edge in cells (speed and memory; default {TILE})"
     )
-    parser.add_argument(
-        "--background-floor", default="auto",
-        help="'auto' (the model's), 'off', or a level: drop maxima on darker background (default auto)",
-    )
+    common.add_background_floor_arg(parser, "drop")
     common.add_threads_arg(parser)
     common.add_device_arg(parser)
-
-
-def parse_background_floor(text, ckpt):
-    """The background floor to apply: the model's for 'auto' (None for models trained without
-    labelled micrographs), None for 'off', else the number given."""
-    if text.lower() == "auto":
-        return ckpt.get("background_floor")
-    if text.lower() in ("off", "false"):  # YAML reads a config's off as false
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not np.isfinite(value):
-        raise DeepEMError(f"--background-floor {text!r}: use 'auto', 'off' or a finite number")
-    return value
 
 
 def main(args):
@@ -77,7 +58,7 @@ def main(args):
     device = common.resolve_device(args.device)
     net, ckpt = model.load(args.model, device)
     threshold = common.parse_threshold(args.threshold) or ckpt["threshold"]
-    background_floor = parse_background_floor(args.background_floor, ckpt)
+    background_floor = common.parse_background_floor(args.background_floor, ckpt.get("background_floor"))
     min_distance = args.min_distance * ckpt["particle_px"]
     edge = args.edge * ckpt["particle_px"]
     table = manifest.read([args.preprocessed])

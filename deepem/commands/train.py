@@ -10,8 +10,8 @@ micrographs, each label hit standing for 1 / f particles, where f, the labelled 
 particles, is measured among the maxima down to the median hit; otherwise the best F1 on the
 held-out patches. With --mine, a second stage adds hard negatives (see 'labelled micrographs'
 below). With --mine or --calibrate, the labelled particles' background levels set the background
-floor (see 'deepem pick'), and the automatic threshold leaves out the maxima below it, as picking
-does. A killed run resumes from its last epoch.
+floor (see 'deepem pick'; --background-floor off or a level overrides it), and the automatic
+threshold leaves out the maxima below it, as picking does. A killed run resumes from its last epoch.
 
 Example:
     deepem train results/round_1/patches.npz -o results/round_1/model --mode modern --seed 1
@@ -52,23 +52,33 @@ def add_args(parser):
     mine.add_argument("--positives", nargs="*", default=[], help="the positive label files used for the patches")
     mine.add_argument("--mine-epochs", type=int, help="epochs of the second stage (default: a third of --epochs)")
     common.add_flip_y_arg(mine)
+    common.add_background_floor_arg(mine, "picking with 'auto' and the automatic threshold drop")
     common.add_threads_arg(parser)
     common.add_device_arg(parser)
 
 
-def background_floor(table, labelled, particle_px):
-    """The labelled particles' background floor (see 'deepem pick'), logged; None below the labels it needs."""
-    levels = background.label_levels(table, labelled, particle_px)
+def background_floor(choice, table, labelled, particle_px):
+    """``(level maps of the labelled micrographs, floor)``, or None for no floor: the floor the
+    automatic threshold uses and the model stores for picking. 'auto' (``choice``) sets it from the
+    labelled particles' levels (see 'deepem pick'); a number is used as given."""
+    if choice is None:
+        print("background floor off: no maximum is dropped for its background")
+        return None
+    maps = {name: background.read_level_map(table.loc[name]) for name in labelled}
+    if choice != "auto":
+        print(f"background floor {choice:.3f} (given): maxima on darker background are dropped")
+        return maps, choice
+    levels = background.label_levels(maps, labelled, particle_px)
     value = background.floor(levels)
     if value is None:
         print(f"no background floor: {len(levels)} labels are under {background.MIN_LABELS}; every pick is kept")
-    else:
-        lo, hi = np.percentile(levels, [0.5, 99.5])
-        print(
-            f"background floor {value:.3f}: {len(levels)} labels' background levels span {lo:.3f} to {hi:.3f} "
-            "(0.5th to 99.5th percentile); maxima on darker background are dropped from picking and calibration"
-        )
-    return value
+        return None
+    lo, hi = np.percentile(levels, [0.5, 99.5])
+    print(
+        f"background floor {value:.3f}: {len(levels)} labels' background levels span {lo:.3f} to {hi:.3f} "
+        "(0.5th to 99.5th percentile); maxima on darker background are dropped from picking and the automatic threshold"
+    )
+    return maps, value
 
 
 def main(args):
@@ -82,10 +92,12 @@ def main(args):
     if args.mine or args.calibrate:  # read once, for mining, calibration and the background floor
         table = manifest.read(args.mine or args.calibrate)
         labelled = load_labels(args.positives, table, "positive label", args.flip_y)
+    floor_choice = common.parse_background_floor(args.background_floor, "auto")
     x, y, val, meta = load_patches(args.patches)
     saved = {"particle_px": meta["particle_px"]}
-    if args.mine or args.calibrate:  # before training: picking and the automatic threshold both drop darker maxima
-        saved["background_floor"] = background_floor(table, labelled, meta["particle_px"])
+    if args.mine or args.calibrate:  # needs particle_px from the patches; before training, so missing maps fail early
+        dark = background_floor(floor_choice, table, labelled, meta["particle_px"])
+        saved["background_floor"] = dark[1] if dark else None
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     arch = common.architecture(meta["particle_px"], meta["box_scale"], args.mode)
@@ -113,9 +125,7 @@ def main(args):
         f"precision {patches['precision']:.3f}, recall {patches['recall']:.3f}"
     )
     if args.mine and fixed is None:
-        hits, maxima, n_labels = label_hits(
-            net, table, labelled, meta["particle_px"], device, holdout, background_floor=saved["background_floor"]
-        )
+        hits, maxima, n_labels = label_hits(net, table, labelled, meta["particle_px"], device, holdout, background=dark)
         if n_labels:
             stripes = {"method": "held-out stripes", **best_f1_threshold(maxima, hits, n_labels)}
             choice = {**stripes, "maxima": len(maxima), "labels": n_labels, "patches": patches}
@@ -127,9 +137,7 @@ def main(args):
         else:
             print("the held-out stripes hold no label: the threshold comes from the held-out patches")
     if args.calibrate and fixed is None:
-        hits, maxima, n_labels = label_hits(
-            net, table, labelled, meta["particle_px"], device, background_floor=saved["background_floor"]
-        )
+        hits, maxima, n_labels = label_hits(net, table, labelled, meta["particle_px"], device, background=dark)
         if hits.any():
             share = label_fraction(maxima, hits)
             calibrated = best_f1_threshold(maxima, hits, n_labels, fraction=share)

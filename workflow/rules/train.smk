@@ -26,6 +26,7 @@ rule train:
         mode=config["mode"],
         epochs=optional("--epochs", config["epochs"]),
         threshold=config["threshold"],
+        background_floor=config["background_floor"],
         device=config["device"],
         labelled=labelled_use(),
         seed=round_seed,
@@ -35,5 +36,5 @@ rule train:
         ENV
     shell:
         "deepem train {input.patches} {params.labelled} {input.preprocessed} --positives {input.positives} -o {params.outdir} --mode {params.mode} {params.epochs} "
-        "--threshold {params.threshold} --seed {params.seed} {params.flip_y} --threads {threads} "
+        "--threshold {params.threshold} --background-floor {params.background_floor} --seed {params.seed} {params.flip_y} --threads {threads} "
         "--device {params.device} > {log} 2>&1"
