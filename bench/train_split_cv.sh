@@ -11,7 +11,9 @@
 #   SEED     extract and train seed
 #   CODE     optional directory holding another deepem package to train with (PYTHONPATH),
 #            e.g. from `git archive COMMIT deepem | tar -x -C DIR`
-# environment: EXTRACT_ARGS and TRAIN_ARGS, optional extra arguments of `deepem extract` / `deepem train`
+# environment: EXTRACT_ARGS and TRAIN_ARGS, optional extra arguments of `deepem extract` / `deepem train`;
+#              PREPROCESSED, another `deepem preprocess` output of the training micrographs (e.g. at
+#              another --particle-px) in place of the bench's
 # example: bench/train_split_cv.sh bgal labels_0.3 /tmp/cv/now-1 1
 #          EXTRACT_ARGS="--background-ratio 4" bench/train_split_cv.sh bgal labels_0.3 /tmp/cv/ratio4-1 1
 set -euo pipefail
@@ -34,7 +36,7 @@ complete=$([ "$labels" = labels_1 ] && echo True || echo False)
 use=$([ "$complete" = True ] && echo --mine || echo --calibrate)
 # the workflow's background_ratio: auto for this labelling (EXTRACT_ARGS may override it)
 ratio=$($python -c "from deepem.workflow import background_ratio as r; print(r({'background_ratio': 'auto', 'labels': {'complete': $complete}}))")
-pre=$results/deepem/preprocessed/train
+pre=${PREPROCESSED:-$results/deepem/preprocessed/train}
 mkdir -p "$out"
 $deepem extract --preprocessed "$pre" --positives "${train[@]}" --negatives "${negatives[@]}" --diameter "$diameter" --seed "$seed" --background-ratio "$ratio" ${EXTRACT_ARGS:-} \
     -o "$out/patches.npz" > "$out/extract.log" 2>&1
