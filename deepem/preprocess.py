@@ -1,13 +1,20 @@
-"""Micrograph preprocessing: gradient removal, Fourier-crop downsampling, robust normalisation.
+"""Micrograph preprocessing: gradient removal, Fourier-crop downsampling, normalisation to the noise.
 
 The working pixel size is chosen from the particle diameter so that a particle spans
 ``particle_px`` pixels. Fourier cropping keeps sample 0 at position 0, so a working pixel
 ``(x, y)`` sits at ``(x * sx, y * sy)`` in the original, with ``s = original / working``
 size along each axis: coordinates scale exactly.
+
+The working image is in units of its own pixel noise (:func:`noise_units`), not of its overall
+spread: carbon, ice, aggregates and the number of particles all widen a micrograph's spread, so
+scaled by it the same particles would look weaker on a crowded or contaminated micrograph than on a
+clean one, and a net trained on a few labelled micrographs would miss them on the others
+(bench/RESULTS.md, finding 19).
 """
 
 import numpy as np
 import scipy.fft
+from scipy.ndimage import uniform_filter
 
 from deepem.background import level_map
 from deepem.errors import DeepEMError
@@ -99,10 +106,23 @@ def robust_normalise(image, clip=6.0):
     return np.clip((image - median) / mad, -clip, clip).astype(np.float32)
 
 
+NOISE = 0.3  # the robust std of a working image's pixel noise: about its old MAD units on raw micrographs
+
+
+def noise_units(image):
+    """``image`` scaled so that its pixel noise, the residual after a 3 x 3 mean, has a robust std
+    (1.4826 x MAD) of ``NOISE``. Particle-sized structure hardly reaches that residual, so the scale
+    is that of the noise alone. An image without such noise is returned unscaled."""
+    residual = (image - uniform_filter(image, 3))[::2, ::2]
+    sigma = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    return (image * (NOISE / sigma)).astype(np.float32) if sigma > 0 else image
+
+
 def preprocess(image, pixel_size, working_pixel_size, particle_px, workers=1):
-    """The normalised working image of a raw micrograph, and its map of local background levels
-    (:func:`deepem.background.level_map` of the image flattened by the robust gradient fit)."""
+    """The working image of a raw micrograph (gradient removed, outliers clipped, in noise units), and
+    its map of local background levels (:func:`deepem.background.level_map` of the image flattened by
+    the robust gradient fit)."""
     small = fourier_crop(image, working_shape(image.shape, pixel_size, working_pixel_size), workers=workers)
     plain, robust = _surfaces(small, 16, (False, True))
-    working = robust_normalise((small - plain).astype(np.float32))
+    working = noise_units(robust_normalise((small - plain).astype(np.float32)))
     return working, level_map(robust_normalise(small - robust), particle_px)

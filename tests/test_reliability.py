@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import torch
 
 from conftest import BIN, ROOT, run, snakemake, write_config
 from deepem.io.micrograph import write_mrc
@@ -109,6 +111,42 @@ def test_provenance_records_versions_config_and_inputs(finished_run, tiny_datase
     assert str(tiny_dataset / "micrographs" / "demo_000.mrc") in record["inputs"]
 
 
+def test_working_images_in_other_units_than_the_models_are_a_clear_error(finished_run, tmp_path):
+    """deepem 0.7 scales working images to their noise; a model of either version refuses the other's."""
+    tmp, _ = finished_run
+    shard = sorted((tmp / "results" / "preprocessed").iterdir())[0]
+    trained = tmp / "results" / "round_1" / "model" / "model.pt"
+    old = tmp_path / "old"  # the shard as deepem 0.6 wrote it: no units column
+    shutil.copytree(shard, old)
+    table = pd.read_csv(old / "manifest.tsv", sep="\t")
+    assert set(table["units"]) == {"noise"}
+    table.drop(columns="units").to_csv(old / "manifest.tsv", sep="\t", index=False)
+    ckpt = torch.load(trained, weights_only=False)
+    del ckpt["units"]  # a model trained by deepem 0.6
+    torch.save(ckpt, tmp_path / "old.pt")
+    for model, pre, units in ((trained, old, "overall spread"), (tmp_path / "old.pt", shard, "pixel noise")):
+        out = tmp_path / f"out-{pre.name}"
+        result = run(["deepem", "pick", "--model", str(model), "--preprocessed", str(pre), "-o", str(out)], check=False)
+        assert result.returncode == 2, result.stderr
+        assert f"{model} was made from working images" in result.stderr
+        assert f"{pre} holds working images in units of their {units}" in result.stderr and "retrain" in result.stderr
+        assert not out.exists()
+    run(["deepem", "pick", "--model", str(tmp_path / "old.pt"), "--preprocessed", str(old), "-o", str(tmp_path / "ok")])
+    assert (tmp_path / "ok" / "candidates.star").exists()
+
+
+def test_extract_refuses_working_images_of_another_particle_size(finished_run, tiny_dataset, tmp_path):
+    tmp, _ = finished_run
+    shards = [str(p) for p in sorted((tmp / "results" / "preprocessed").iterdir())]
+    labels = [str(p) for p in sorted((tiny_dataset / "labels").glob("*.star"))]
+    base = ["deepem", "extract", "--preprocessed", *shards, "--positives", *labels, "--diameter", "150"]
+    result = run([*base, "--particle-px", "40", "-o", str(tmp_path / "p.npz")], check=False)
+    assert result.returncode == 2
+    assert "was preprocessed to 4.688 A/px, not the 3.750 A/px of --diameter 150 and --particle-px 40" in result.stderr
+    assert not (tmp_path / "p.npz").exists()
+    run([*base, "--particle-px", "32", "-o", str(tmp_path / "p.npz")])
+
+
 MEMORY_BOUND_MB = 2500
 
 
@@ -117,7 +155,7 @@ def test_8k_micrograph_picks_within_memory_bound(tmp_path):
     rng = np.random.default_rng(0)
     write_mrc(tmp_path / "big.mrc", rng.normal(size=(8192, 8192)).astype(np.float32), 1.0)
     save(tmp_path / "model.pt", DeepEMNet(architecture(32, 1.5, "modern"), "modern").eval(),
-         {"threshold": 0.5, "particle_px": 32})
+         {"threshold": 0.5, "particle_px": 32, "units": "noise"})
     script = (
         "import resource, sys; from deepem.cli import main; "
         f"main(['preprocess', '{tmp_path / 'big.mrc'}', '--diameter', '100', '-o', '{tmp_path / 'pre'}']); "

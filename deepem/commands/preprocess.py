@@ -1,7 +1,8 @@
 """Preprocess micrographs into small normalised working copies.
 
 Removes the illumination gradient, Fourier-crops to the working pixel size (particle
-diameter / particle_px) and applies a robust z-score. Writes OUTDIR/NAME.mrc per micrograph,
+diameter / particle_px), subtracts the median, clips outliers and scales the image to its pixel
+noise (see deepem.preprocess). Writes OUTDIR/NAME.mrc per micrograph,
 OUTDIR/background/NAME.mrc (its coarse map of local background levels, with which picking drops
 candidates on carbon or thick ice) and OUTDIR/manifest.tsv; OUTDIR appears only once every
 micrograph is done.

@@ -1,7 +1,8 @@
 """The manifest a preprocessing shard writes: one row per micrograph, its sizes and pixel sizes.
 
 ``scale_x = width / work_width`` and ``scale_y = height / work_height`` take working pixels
-back to original pixels (see :mod:`deepem.preprocess`).
+back to original pixels (see :mod:`deepem.preprocess`). ``units`` names the working images'
+intensity units; models record the units they were trained on, so that none scores images in others.
 """
 
 from pathlib import Path
@@ -13,11 +14,18 @@ from deepem.errors import DeepEMError
 
 NAME = "manifest.tsv"
 LEVELS = "background"  # the folder of the background level maps, see deepem.background
-COLUMNS = ["name", "source", "height", "width", "pixel_size", "work_height", "work_width", "work_pixel_size"]
+COLUMNS = ["name", "source", "height", "width", "pixel_size", "work_height", "work_width", "work_pixel_size", "units"]
+UNITS = "noise"  # what deepem.preprocess writes; manifests without the column hold "spread"
+UNIT_NAMES = {
+    "noise": "in units of their pixel noise (deepem 0.7 and later)",
+    "spread": "in units of their overall spread (deepem before 0.7)",
+}
 
 
 def write(directory, rows):
-    pd.DataFrame(rows, columns=COLUMNS).to_csv(Path(directory) / NAME, sep="\t", index=False)
+    """``rows`` hold every column but ``units``, which is this version's."""
+    table = pd.DataFrame(rows, columns=COLUMNS[:-1]).assign(units=UNITS)
+    table.to_csv(Path(directory) / NAME, sep="\t", index=False)
 
 
 def read(directories):
@@ -29,6 +37,8 @@ def read(directories):
             raise DeepEMError(f"{path}: preprocessing manifest missing; rerun the preprocess step")
         table = pd.read_csv(path, sep="\t", dtype={"name": str, "source": str})
         table["dir"] = str(d)
+        if "units" not in table:
+            table["units"] = "spread"
         tables.append(table)
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS + ["dir"])
     sizes = table["pixel_size"].to_numpy(float)
@@ -50,3 +60,25 @@ def working_path(row):
 def level_path(row):
     """Where the micrograph's background level map is (see :mod:`deepem.background`)."""
     return Path(row["dir"]) / LEVELS / f"{row['name']}.mrc"
+
+
+def units(table):
+    """The intensity units shared by the working images of ``table``; mixed units are an error."""
+    found = table.drop_duplicates("units")
+    if len(found) > 1:
+        a, b = found.iloc[0], found.iloc[1]
+        raise DeepEMError(
+            f"{b['dir']}: working images {UNIT_NAMES[b['units']]}, but those of {a['dir']} are "
+            f"{UNIT_NAMES[a['units']]}; preprocess every micrograph with one deepem version"
+        )
+    return found["units"].iloc[0] if len(found) else UNITS
+
+
+def check_units(table, expected, source):
+    """Fail unless the working images of ``table`` are in the ``expected`` units that ``source`` was made from."""
+    got = units(table)
+    if got != expected:
+        raise DeepEMError(
+            f"{source} was made from working images {UNIT_NAMES[expected]}, but {table['dir'].iloc[0]} holds working "
+            f"images {UNIT_NAMES[got]}; retrain on these, or preprocess again with the deepem version that made it"
+        )
