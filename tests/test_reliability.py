@@ -142,7 +142,7 @@ def test_extract_refuses_working_images_of_another_particle_size(finished_run, t
     base = ["deepem", "extract", "--preprocessed", *shards, "--positives", *labels, "--diameter", "150"]
     result = run([*base, "--particle-px", "40", "-o", str(tmp_path / "p.npz")], check=False)
     assert result.returncode == 2
-    assert "was preprocessed to 4.688 A/px, not the 3.750 A/px of --diameter 150 and --particle-px 40" in result.stderr
+    assert "was preprocessed to 4.686 A/px, not the 3.750 A/px of --diameter 150 and --particle-px 40" in result.stderr
     assert not (tmp_path / "p.npz").exists()
     run([*base, "--particle-px", "32", "-o", str(tmp_path / "p.npz")])
 
