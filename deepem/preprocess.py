@@ -106,7 +106,7 @@ def robust_normalise(image, clip=6.0):
     return np.clip((image - median) / mad, -clip, clip).astype(np.float32)
 
 
-NOISE = 0.3  # the robust std of a working image's pixel noise: about its old MAD units on raw micrographs
+NOISE = 0.3  # a working image's pixel-noise std; raw micrographs' noise was 0.2-0.9 of their old MAD units
 
 
 def noise_units(image):

@@ -95,9 +95,8 @@ def main(args):
     floor_choice = common.parse_background_floor(args.background_floor, "auto")
     x, y, val, meta = load_patches(args.patches)
     saved = {"particle_px": meta["particle_px"], "units": meta.get("units", "spread")}
-    if args.mine or args.calibrate:
-        manifest.check_units(table, saved["units"], args.patches)
     if args.mine or args.calibrate:  # needs particle_px from the patches; before training, so missing maps fail early
+        manifest.check_units(table, saved["units"], args.patches)
         dark = background_floor(floor_choice, table, labelled, meta["particle_px"])
         saved["background_floor"] = dark[1] if dark else None
     outdir = Path(args.outdir)
