@@ -9,11 +9,11 @@
 #            (30 %: 12 per label, --calibrate), as the workflow's defaults do
 #   OUT      output directory
 #   SEED     extract and train seed
-#   CODE     optional directory holding another deepem package to train with (PYTHONPATH),
+#   CODE     optional directory holding another deepem package to train and pick with (PYTHONPATH),
 #            e.g. from `git archive COMMIT deepem | tar -x -C DIR`
 # environment: EXTRACT_ARGS and TRAIN_ARGS, optional extra arguments of `deepem extract` / `deepem train`;
-#              PREPROCESSED, another `deepem preprocess` output of the training micrographs (e.g. at
-#              another --particle-px) in place of the bench's
+#              PREPROCESSED, another `deepem preprocess` output of the training micrographs in place
+#              of the bench's (made at another --particle-px, it needs EXTRACT_ARGS="--particle-px N")
 # example: bench/train_split_cv.sh bgal labels_0.3 /tmp/cv/now-1 1
 #          EXTRACT_ARGS="--background-ratio 4" bench/train_split_cv.sh bgal labels_0.3 /tmp/cv/ratio4-1 1
 set -euo pipefail
@@ -43,7 +43,7 @@ $deepem extract --preprocessed "$pre" --positives "${train[@]}" --negatives "${n
 PYTHONPATH=$code $deepem train "$out/patches.npz" $use "$pre" --positives "${train[@]}" -o "$out/model" \
     --seed "$seed" --threads 2 ${TRAIN_ARGS:-} > "$out/train.log" 2>&1
 rm -rf "$out/picks"
-$deepem pick --model "$out/model/model.pt" --preprocessed "$pre" -o "$out/picks" --threads 2 > "$out/pick.log" 2>&1
+PYTHONPATH=$code $deepem pick --model "$out/model/model.pt" --preprocessed "$pre" -o "$out/picks" --threads 2 > "$out/pick.log" 2>&1
 $python - "$here" "$spec" "$out" "${files[@]:$half}" <<'EOF'
 import sys
 from pathlib import Path

@@ -3,7 +3,7 @@
 Users keep particles in thin ice and discard those on carbon film or under thick ice, where the
 background is darker. The level map is the median, over a disc of radius 0.75 particle diameter,
 of the working image flattened by a robust gradient fit (which follows the main background level,
-not carbon or ice) and normalised by its noise, minus the micrograph's median level. It is stored
+not carbon or ice) and divided by its robust spread (1.4826 x MAD), minus the micrograph's median level. It is stored
 coarse, ``CELLS_PER_DIAMETER`` cells per diameter: cell ``(i, j)`` is the mean of the ``c x c``
 working pixels from ``(x, y) = (c * j, c * i)``, ``c = cell_size(particle_px)``, so its centre is
 at ``(c * j + (c - 1) / 2, c * i + (c - 1) / 2)``.
@@ -32,7 +32,7 @@ def cell_size(particle_px):
 
 
 def level_map(flat, particle_px):
-    """Coarse local background levels of a flattened, noise-normalised working image (see the module doc)."""
+    """Coarse local background levels of a flattened, robust-normalised working image (see the module doc)."""
     c = cell_size(particle_px)
     h, w = flat.shape[0] // c * c, flat.shape[1] // c * c
     coarse = flat[:h, :w].reshape(h // c, c, w // c, c).mean(axis=(1, 3), dtype=np.float32)  # cell means

@@ -94,7 +94,10 @@ def _least_median_fit(basis, values, trials=300, seed=0):
     return coefs[int(np.argmin(spread)), :, 0]
 
 
-def robust_normalise(image, clip=6.0):
+CLIP = 6.0  # robust_normalise clips outliers here, in MADs
+
+
+def robust_normalise(image, clip=CLIP):
     """Robust z-score: subtract the median, divide by 1.4826 x MAD, clip outliers to +/- clip."""
     sample = image[::4, ::4]
     median = float(np.median(sample))
@@ -106,15 +109,19 @@ def robust_normalise(image, clip=6.0):
     return np.clip((image - median) / mad, -clip, clip).astype(np.float32)
 
 
-NOISE = 0.3  # a working image's pixel-noise std; raw micrographs' noise was 0.2-0.9 of their old MAD units
+NOISE = 0.3  # robust std of the pixel noise in working images (raw micrographs': 0.2-0.9 of their MAD)
 
 
 def noise_units(image):
-    """``image`` scaled so that its pixel noise, the residual after a 3 x 3 mean, has a robust std
-    (1.4826 x MAD) of ``NOISE``. Particle-sized structure hardly reaches that residual, so the scale
-    is that of the noise alone. An image without such noise is returned unscaled."""
+    """``image`` (robust-normalised, clipped at ``CLIP``) scaled so that its pixel noise, the residual
+    after a 3 x 3 mean, has a robust std (1.4826 x MAD) of ``NOISE``. Particle-sized structure hardly
+    reaches that residual, so the scale is that of the noise alone. Pixels near clipped ones are left
+    out (clipping flattens the noise there), and an image without such noise is returned unscaled."""
     residual = (image - uniform_filter(image, 3))[::2, ::2]
+    unclipped = (uniform_filter((np.abs(image) < CLIP).astype(np.float32), 3) > 0.999)[::2, ::2]
+    residual = residual[unclipped] if unclipped.any() else residual.ravel()
     sigma = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    sigma = sigma if sigma > 0 else float(residual.std())
     return (image * (NOISE / sigma)).astype(np.float32) if sigma > 0 else image
 
 

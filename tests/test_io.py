@@ -6,6 +6,7 @@ from PIL import Image
 from deepem.errors import DeepEMError
 from deepem.io.coords import SCORE, X, Y, picks_table, read_coordinates, read_star_table, write_star
 from deepem.io.coords.star import star_writer
+from deepem.io import manifest
 from deepem.io.micrograph import read_micrograph, write_mrc
 
 
@@ -123,3 +124,20 @@ def test_mrc_reading_tolerates_library_deprecation_warnings_but_not_damage(tmp_p
     monkeypatch.setattr(mrcfile, "open", damaged_open)
     with pytest.raises(DeepEMError, match="not a readable MRC"):
         read_micrograph(path)
+
+
+def test_manifest_units_old_mixed_unknown_and_missing(tmp_path):
+    new, old = tmp_path / "new", tmp_path / "old"
+    for d in (new, old):
+        d.mkdir()
+    manifest.write(new, [["a", "a.mrc", 100, 100, 1.0, 50, 50, 2.0]])
+    (old / manifest.NAME).write_text("\t".join(manifest.SIZES) + "\nb\tb.mrc\t100\t100\t1.0\t50\t50\t2.0\n")
+    assert manifest.units(manifest.read([new])) == "noise" and manifest.units(manifest.read([old])) == "spread"
+    with pytest.raises(DeepEMError, match="overall spread.*preprocess every micrograph with one deepem version"):
+        manifest.units(manifest.read([new, old]))
+    with pytest.raises(DeepEMError, match=r"m.pt was made from working images in units of their overall spread .*; FIX$"):
+        manifest.check_units(manifest.read([new]), "spread", "m.pt", "FIX")
+    manifest.check_units(manifest.read([new]), "noise", "m.pt", "FIX")
+    with pytest.raises(DeepEMError, match="in units 'lux', which this deepem version does not know"):
+        manifest.check_units(manifest.read([new]), "lux", "m.pt", "FIX")
+    manifest.check_units(manifest.read([new]).iloc[:0], "spread", "m.pt", "FIX")  # no micrograph: nothing to refuse

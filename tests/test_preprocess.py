@@ -120,7 +120,7 @@ def contrast(image, centres):
 def test_noise_units_scale_the_pixel_noise():
     rng = np.random.default_rng(4)
     y, x = np.mgrid[:300, :300]
-    image = (0.7 * rng.normal(size=(300, 300)) + 5 * np.sin(x / 40) - 3 * particles(300, [(150, 150)])).astype(np.float32)
+    image = robust_normalise(0.7 * rng.normal(size=(300, 300)) + 5 * np.sin(x / 40) - 3 * particles(300, [(150, 150)]))
     residual = noise_units(image) - uniform_filter(noise_units(image), 3)
     assert abs(1.4826 * np.median(np.abs(residual - np.median(residual))) - NOISE) < 0.01
     assert noise_units(np.ones((50, 50), np.float32)).max() == 1.0
@@ -141,3 +141,14 @@ def test_particles_keep_their_contrast_beside_carbon_and_crowds():
     new = [contrast(preprocess(image.astype(np.float32), 1.0, 1.0, 32)[0], common) for image in (clean, busy)]
     assert old[1] / old[0] < 0.8  # scaled by its spread, the busy micrograph's particles look fainter
     assert abs(new[1] / new[0] - 1) < 0.05
+
+
+def test_clipped_contamination_leaves_the_noise_scale_alone():
+    """Clipping flattens the noise over dark ice; measured there too, the noise would look weaker."""
+    noise = np.random.default_rng(6).normal(size=(400, 400))
+    dirty = noise.copy()
+    dirty[:, :150] -= 50  # over a third of the micrograph, clipped at -6 MADs
+    for image in (noise, dirty):
+        work = noise_units(robust_normalise(image))
+        residual = (work - uniform_filter(work, 3))[:, 200:]
+        assert abs(1.4826 * np.median(np.abs(residual - np.median(residual))) - NOISE) < 0.01

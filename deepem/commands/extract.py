@@ -78,7 +78,8 @@ def check_working_pixel_size(table, diameter, particle_px):
     """The working images must be at the pixel size that --diameter and --particle-px give, as
     ``deepem preprocess`` made them with the same values (never upsampled)."""
     expected = np.maximum(table["pixel_size"], diameter / particle_px)
-    off = np.abs(table["work_pixel_size"] / expected - 1) > 0.02
+    tolerance = np.maximum(0.02, 1 / table["work_width"])  # the working shape is rounded to whole pixels
+    off = np.abs(table["work_pixel_size"] / expected - 1) > tolerance
     if off.any():
         row = table[off].iloc[0]
         raise DeepEMError(
@@ -91,6 +92,7 @@ def check_working_pixel_size(table, diameter, particle_px):
 def main(args):
     table = manifest.read(args.preprocessed)
     check_working_pixel_size(table, args.diameter, args.particle_px)
+    units = manifest.units(table)
     positives = load_labels(args.positives, table, "positive label", args.flip_y)
     negatives = load_labels(args.negatives, table, "negative label", args.flip_y)
     avoid, previous = {}, {"positives": 0, "negatives": 0}
@@ -135,7 +137,7 @@ def main(args):
         val[rng.choice(pos, min(len(pos) - 1, max(1, round(args.val_fraction * len(pos)))), replace=False)] = True
     counts = {k: kinds.count(k) for k in ("positive", "negative", "background")}
     meta = {
-        "box": box, "particle_px": args.particle_px, "box_scale": args.box_scale, "units": manifest.units(table), "counts": counts,
+        "box": box, "particle_px": args.particle_px, "box_scale": args.box_scale, "units": units, "counts": counts,
         "from_previous_round": previous, "holdout": holdout,
     }
     with atomic_path(args.output) as tmp:

@@ -62,7 +62,10 @@ def main(args):
     min_distance = args.min_distance * ckpt["particle_px"]
     edge = args.edge * ckpt["particle_px"]
     table = manifest.read([args.preprocessed])
-    manifest.check_units(table, ckpt.get("units", "spread"), args.model)
+    manifest.check_units(
+        table, ckpt.get("units", manifest.OLD_UNITS), args.model,
+        "retrain on these, or preprocess again with the deepem version that trained the model",
+    )
     # small maps, all read before any work: a missing one fails the shard at once
     levels = {name: read_level_map(row) for name, row in table.iterrows()} if background_floor is not None else {}
     found, total, dark = [], 0, 0

@@ -94,9 +94,9 @@ def main(args):
         labelled = load_labels(args.positives, table, "positive label", args.flip_y)
     floor_choice = common.parse_background_floor(args.background_floor, "auto")
     x, y, val, meta = load_patches(args.patches)
-    saved = {"particle_px": meta["particle_px"], "units": meta.get("units", "spread")}
+    saved = {"particle_px": meta["particle_px"], "units": meta.get("units", manifest.OLD_UNITS)}
     if args.mine or args.calibrate:  # needs particle_px from the patches; before training, so missing maps fail early
-        manifest.check_units(table, saved["units"], args.patches)
+        manifest.check_units(table, saved["units"], args.patches, "extract the patches again from these shards")
         dark = background_floor(floor_choice, table, labelled, meta["particle_px"])
         saved["background_floor"] = dark[1] if dark else None
     outdir = Path(args.outdir)

@@ -14,8 +14,10 @@ from deepem.errors import DeepEMError
 
 NAME = "manifest.tsv"
 LEVELS = "background"  # the folder of the background level maps, see deepem.background
-COLUMNS = ["name", "source", "height", "width", "pixel_size", "work_height", "work_width", "work_pixel_size", "units"]
-UNITS = "noise"  # what deepem.preprocess writes; manifests without the column hold "spread"
+SIZES = ["name", "source", "height", "width", "pixel_size", "work_height", "work_width", "work_pixel_size"]
+COLUMNS = SIZES + ["units"]
+UNITS = "noise"  # what deepem.preprocess writes
+OLD_UNITS = "spread"  # manifests and models of deepem before 0.7, which have no units
 UNIT_NAMES = {
     "noise": "in units of their pixel noise (deepem 0.7 and later)",
     "spread": "in units of their overall spread (deepem before 0.7)",
@@ -23,8 +25,8 @@ UNIT_NAMES = {
 
 
 def write(directory, rows):
-    """``rows`` hold every column but ``units``, which is this version's."""
-    table = pd.DataFrame(rows, columns=COLUMNS[:-1]).assign(units=UNITS)
+    """``rows`` hold the ``SIZES`` columns; ``units`` is this version's."""
+    table = pd.DataFrame(rows, columns=SIZES).assign(units=UNITS)
     table.to_csv(Path(directory) / NAME, sep="\t", index=False)
 
 
@@ -38,7 +40,7 @@ def read(directories):
         table = pd.read_csv(path, sep="\t", dtype={"name": str, "source": str})
         table["dir"] = str(d)
         if "units" not in table:
-            table["units"] = "spread"
+            table["units"] = OLD_UNITS
         tables.append(table)
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS + ["dir"])
     sizes = table["pixel_size"].to_numpy(float)
@@ -62,23 +64,28 @@ def level_path(row):
     return Path(row["dir"]) / LEVELS / f"{row['name']}.mrc"
 
 
+def _described(units):
+    return UNIT_NAMES.get(units, f"in units {units!r}, which this deepem version does not know")
+
+
 def units(table):
     """The intensity units shared by the working images of ``table``; mixed units are an error."""
     found = table.drop_duplicates("units")
     if len(found) > 1:
         a, b = found.iloc[0], found.iloc[1]
         raise DeepEMError(
-            f"{b['dir']}: working images {UNIT_NAMES[b['units']]}, but those of {a['dir']} are "
-            f"{UNIT_NAMES[a['units']]}; preprocess every micrograph with one deepem version"
+            f"{b['dir']}: working images {_described(b['units'])}, but those of {a['dir']} are "
+            f"{_described(a['units'])}; preprocess every micrograph with one deepem version"
         )
     return found["units"].iloc[0] if len(found) else UNITS
 
 
-def check_units(table, expected, source):
-    """Fail unless the working images of ``table`` are in the ``expected`` units that ``source`` was made from."""
+def check_units(table, expected, source, fix):
+    """Fail, suggesting ``fix``, unless the working images of ``table`` are in the ``expected`` units
+    that ``source`` was made from."""
     got = units(table)
-    if got != expected:
+    if len(table) and got != expected:
         raise DeepEMError(
-            f"{source} was made from working images {UNIT_NAMES[expected]}, but {table['dir'].iloc[0]} holds working "
-            f"images {UNIT_NAMES[got]}; retrain on these, or preprocess again with the deepem version that made it"
+            f"{source} was made from working images {_described(expected)}, but {table['dir'].iloc[0]} holds "
+            f"working images {_described(got)}; {fix}"
         )
