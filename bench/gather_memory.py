@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from deepem.io.manifest import COLUMNS, UNITS
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-COLUMNS = ["name", "source", "height", "width", "pixel_size", "work_height", "work_width", "work_pixel_size", "units"]
 HEADER = "\ndata_\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n_rlnAutopickFigureOfMerit #3\n"
 CAND_HEADER = ("\ndata_\n\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\n_rlnCoordinateY #3\n"
                "_rlnAutopickFigureOfMerit #4\n")
@@ -74,7 +75,7 @@ def write_inputs(tmp, n, picks, shards, rng):
             (pick_dir / f"{name}.star").write_text(HEADER + "".join(body) + "\n")
             source = f"/data/project/micrographs/{name}.mrc"
             cand.extend(f"{source}\t{line}" for line in body)
-            rows.append(f"{name}\t{source}\t4096\t4096\t1.0\t1024\t1024\t4.0\tnoise\n")
+            rows.append(f"{name}\t{source}\t4096\t4096\t1.0\t1024\t1024\t4.0\t{UNITS}\n")
         (pick_dir / "candidates.star").write_text("".join(cand) + "\n")
         (pre_dir / "manifest.tsv").write_text("\t".join(COLUMNS) + "\n" + "".join(rows))
     return pick_dirs, pre_dirs

@@ -4,9 +4,9 @@ Users keep particles in thin ice and discard those on carbon film or under thick
 background is darker. The level map is the median, over a disc of radius 0.75 particle diameter,
 of the working image flattened by a robust gradient fit (which follows the main background level,
 not carbon or ice) and divided by its robust spread (1.4826 x MAD), minus the micrograph's median
-level. It is stored coarse, ``CELLS_PER_DIAMETER`` cells per diameter: cell ``(i, j)`` is the mean of the ``c x c``
-working pixels from ``(x, y) = (c * j, c * i)``, ``c = cell_size(particle_px)``, so its centre is
-at ``(c * j + (c - 1) / 2, c * i + (c - 1) / 2)``.
+level. It is stored coarse, ``CELLS_PER_DIAMETER`` cells per diameter: cell ``(i, j)`` is the mean
+of the ``c x c`` working pixels from ``(x, y) = (c * j, c * i)``, ``c = cell_size(particle_px)``,
+so its centre is at ``(c * j + (c - 1) / 2, c * i + (c - 1) / 2)``.
 
 Training sets the floor from the labelled particles' levels (:func:`floor`): far below the
 darkest of them, so only surroundings unlike any labelled particle's are dropped (bench/RESULTS.md,

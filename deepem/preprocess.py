@@ -97,13 +97,16 @@ def _least_median_fit(basis, values, trials=300, seed=0):
 CLIP = 6.0  # robust_normalise clips outliers here, in MADs
 
 
+def _robust_spread(values):
+    """Median and robust std of ``values``: 1.4826 x MAD, or the std where the MAD is 0."""
+    median = float(np.median(values))
+    spread = float(np.median(np.abs(values - median))) * 1.4826
+    return median, spread if spread > 0 else float(values.std())
+
+
 def robust_normalise(image, clip=CLIP):
     """Robust z-score: subtract the median, divide by 1.4826 x MAD, clip outliers to +/- clip."""
-    sample = image[::4, ::4]
-    median = float(np.median(sample))
-    mad = float(np.median(np.abs(sample - median))) * 1.4826
-    if mad <= 0:
-        mad = float(sample.std())
+    median, mad = _robust_spread(image[::4, ::4])
     if mad <= 0:
         raise DeepEMError("micrograph is constant: nothing to pick")
     return np.clip((image - median) / mad, -clip, clip).astype(np.float32)
@@ -119,9 +122,7 @@ def noise_units(image):
     out (clipping flattens the noise there), and an image without such noise is returned unscaled."""
     residual = (image - uniform_filter(image, 3))[::2, ::2]
     unclipped = (uniform_filter((np.abs(image) < CLIP).astype(np.float32), 3) > 0.999)[::2, ::2]
-    residual = residual[unclipped] if unclipped.any() else residual.ravel()
-    sigma = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
-    sigma = sigma if sigma > 0 else float(residual.std())
+    _, sigma = _robust_spread(residual[unclipped] if unclipped.any() else residual)
     return (image * (NOISE / sigma)).astype(np.float32) if sigma > 0 else image
 
 

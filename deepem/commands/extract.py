@@ -81,10 +81,10 @@ def check_working_pixel_size(table, diameter, particle_px):
     tolerance = np.maximum(0.02, 1 / table["work_width"])  # the working shape is rounded to whole pixels
     off = np.abs(table["work_pixel_size"] / expected - 1) > tolerance
     if off.any():
-        row = table[off].iloc[0]
+        row, want = table[off].iloc[0], expected[off].iloc[0]
         raise DeepEMError(
             f"{row['dir']}: {row['name']} was preprocessed to {row['work_pixel_size']:.3f} A/px, not the "
-            f"{max(row['pixel_size'], diameter / particle_px):.3f} A/px of --diameter {diameter:g} and --particle-px "
+            f"{want:.3f} A/px of --diameter {diameter:g} and --particle-px "
             f"{particle_px}; pass the values it was preprocessed with, or preprocess again"
         )
 
