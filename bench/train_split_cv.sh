@@ -13,9 +13,13 @@
 #            e.g. from `git archive COMMIT deepem | tar -x -C DIR`
 # environment: EXTRACT_ARGS and TRAIN_ARGS, optional extra arguments of `deepem extract` / `deepem train`;
 #              PREPROCESSED, another `deepem preprocess` output of the training micrographs in place
-#              of the bench's (made at another --particle-px, it needs EXTRACT_ARGS="--particle-px N")
+#              of the bench's (made at another --particle-px, it needs EXTRACT_ARGS="--particle-px N");
+#              PREVIOUS, a finished run of this script (same DATASET and LABELS): the next round of
+#              recursive training, as the workflow runs it: `deepem verify` of PREVIOUS's candidates on
+#              every training micrograph, whose verdicts `deepem extract --verified` adds
 # example: bench/train_split_cv.sh bgal labels_0.3 /tmp/cv/now-1 1
 #          EXTRACT_ARGS="--background-ratio 4" bench/train_split_cv.sh bgal labels_0.3 /tmp/cv/ratio4-1 1
+#          PREVIOUS=/tmp/cv/now-1 bench/train_split_cv.sh bgal labels_0.3 /tmp/cv/now-1-round2 2
 set -euo pipefail
 dataset=$1 labels=$2 out=$3 seed=$4 code=${5:-}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -38,7 +42,13 @@ use=$([ "$complete" = True ] && echo --mine || echo --calibrate)
 ratio=$($python -c "from deepem.workflow import background_ratio as r; print(r({'background_ratio': 'auto', 'labels': {'complete': $complete}}))")
 pre=${PREPROCESSED:-$results/deepem/preprocessed/train}
 mkdir -p "$out"
-$deepem extract --preprocessed "$pre" --positives "${train[@]}" --negatives "${negatives[@]}" --diameter "$diameter" --seed "$seed" --background-ratio "$ratio" ${EXTRACT_ARGS:-} \
+verified=()
+if [ -n "${PREVIOUS:-}" ]; then
+    $deepem verify --candidates "$PREVIOUS/picks/candidates.star" --model "$PREVIOUS/model/model.pt" --preprocessed "$pre" \
+        --diameter "$diameter" -o "$out/verified.star" > "$out/verify.log" 2>&1
+    verified=(--verified "$out/verified.star")
+fi
+$deepem extract --preprocessed "$pre" --positives "${train[@]}" --negatives "${negatives[@]}" "${verified[@]}" --diameter "$diameter" --seed "$seed" --background-ratio "$ratio" ${EXTRACT_ARGS:-} \
     -o "$out/patches.npz" > "$out/extract.log" 2>&1
 PYTHONPATH=$code $deepem train "$out/patches.npz" $use "$pre" --positives "${train[@]}" -o "$out/model" \
     --seed "$seed" --threads 2 ${TRAIN_ARGS:-} > "$out/train.log" 2>&1
