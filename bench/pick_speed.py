@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepem.background import levels_at
+from deepem.background import kept, values_at
 from deepem.commands.common import architecture
 from deepem.picking import candidates
 from deepem.io.micrograph import read_micrograph
@@ -53,9 +53,9 @@ def main():
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         image, _ = read_micrograph(path)
-        work, level = preprocess(image, args.pixel_size, working, particle_px, workers=1)
+        work, maps = preprocess(image, args.pixel_size, working, particle_px, workers=1)
         xy, score = candidates(net, work, 0.5 * particle_px, 0.5 * particle_px, 0.05)
-        xy = xy[levels_at(level, xy, particle_px) >= -1.0]  # the background floor, as pick applies it (any value costs the same)
+        xy = xy[kept(values_at(maps, xy, particle_px), -1.0, 3.0)]  # the background bounds, as pick applies them (any values cost the same)
         times.append(time.perf_counter() - t0)
     fcn = min(times)
 

@@ -11,7 +11,7 @@ matched to their labels set it instead (see ``training.label_fraction``).
 import numpy as np
 from scipy.spatial import cKDTree
 
-from deepem.background import levels_at
+from deepem.background import kept, values_at
 from deepem.io import manifest
 from deepem.io.micrograph import read_micrograph
 from deepem.metrics import pairs
@@ -51,10 +51,10 @@ def label_hits(net, table, positives, particle_px, device, holdout=None, floor=C
     """``(hits, scores, n_labels)`` of the maxima on labelled micrographs, pooled over them.
 
     Maxima are matched one-to-one to the labels within half a diameter, as ``deepem evaluate``
-    matches picks to truth. With ``background`` (``({name: level map}, floor)``) maxima on darker
-    background are left out, as picking drops them (see :mod:`deepem.background`). With
-    ``holdout`` (``{name: (x0, x1)}``) only the maxima in each micrograph's held-out stripe count,
-    and micrographs without one are skipped: a label up to half a diameter outside the stripe may
+    matches picks to truth. With ``background`` (``({name: background maps}, floor, ceiling)``)
+    maxima on surroundings beyond those bounds are left out, as picking drops them (see
+    :mod:`deepem.background`). With ``holdout`` (``{name: (x0, x1)}``) only the maxima in each
+    micrograph's held-out stripe count, and micrographs without one are skipped: a label up to half a diameter outside the stripe may
     take a maximum inside it, and then counts; unmatched, it does not.
     """
     radius = 0.5 * particle_px
@@ -63,8 +63,8 @@ def label_hits(net, table, positives, particle_px, device, holdout=None, floor=C
     for name, _, xy, score in _maxima(net, table, names, particle_px, device, floor, "score labelled micrographs"):
         pos = positives[name]
         if background is not None:
-            maps, background_floor = background
-            light = levels_at(maps[name], xy, particle_px) >= background_floor
+            maps, floor_level, ceiling = background
+            light = kept(values_at(maps[name], xy, particle_px), floor_level, ceiling)
             xy, score = xy[light], score[light]
         if holdout is None:
             inside, near = np.ones(len(xy), bool), pos

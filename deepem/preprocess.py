@@ -16,7 +16,7 @@ import numpy as np
 import scipy.fft
 from scipy.ndimage import uniform_filter
 
-from deepem.background import level_map
+from deepem.background import background_maps
 from deepem.errors import DeepEMError
 
 
@@ -128,9 +128,9 @@ def noise_units(image):
 
 def preprocess(image, pixel_size, working_pixel_size, particle_px, workers=1):
     """The working image of a raw micrograph (gradient removed, outliers clipped, in noise units), and
-    its map of local background levels (:func:`deepem.background.level_map` of the image flattened by
-    the robust gradient fit)."""
+    its maps of local background level and texture (:func:`deepem.background.background_maps` of the
+    image flattened by the robust gradient fit)."""
     small = fourier_crop(image, working_shape(image.shape, pixel_size, working_pixel_size), workers=workers)
     plain, robust = _surfaces(small, 16, (False, True))
     working = noise_units(robust_normalise((small - plain).astype(np.float32)))
-    return working, level_map(robust_normalise(small - robust), particle_px)
+    return working, background_maps(robust_normalise(small - robust), particle_px)

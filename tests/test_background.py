@@ -1,8 +1,10 @@
 import shutil
 
+import mrcfile
 import numpy as np
 import pytest
 import torch
+from scipy.ndimage import gaussian_filter
 
 from deepem import background, model
 from deepem.commands.common import parse_background_floor
@@ -10,43 +12,64 @@ from deepem.errors import DeepEMError
 from deepem.dataset import load_labels
 from deepem.io import manifest
 from deepem.io.coords import read_by_micrograph, read_coordinates
-from deepem.io.micrograph import read_micrograph
+from deepem.io.micrograph import read_micrograph, write_mrc
 from deepem.metrics import match
 from deepem.picking import CANDIDATE_FLOOR, candidates
 
 from conftest import run
 
 
-def test_levels_at_reads_the_cell_each_working_pixel_lies_in():
+def test_values_at_reads_the_cell_each_working_pixel_lies_in():
     particle_px = 32  # 8 px cells: working pixels 0-7, 8-15, ...
     level = np.arange(30, dtype=np.float32)[None, :].repeat(20, 0) + 100 * np.arange(20)[:, None]
     xy = np.array([[7.9, 0.0], [8.0, 2.0], [16.1, 23.9], [400.0, -5.0]])
-    np.testing.assert_array_equal(background.levels_at(level, xy, particle_px), [0, 1, 202, 29])
+    np.testing.assert_array_equal(background.values_at(level, xy, particle_px), [0, 1, 202, 29])
+    both = np.stack([level, -level])
+    np.testing.assert_array_equal(background.values_at(both, xy, particle_px), [[0, 1, 202, 29], [0, -1, -202, -29]])
 
 
-def test_floor_sits_two_and_a_half_spreads_below_the_labels_and_needs_twenty():
+def test_bounds_sit_one_spread_beyond_the_labels_and_need_twenty():
     levels = np.linspace(-0.1, 0.1, 1001)  # 0.5th percentile -0.099, 99.5th 0.099
-    assert background.floor(levels) == pytest.approx(-0.099 - 2.5 * 0.198)
-    assert background.floor(np.zeros(20)) == 0.0
-    assert background.floor(np.zeros(19)) is None and background.floor([]) is None
+    textures = np.linspace(0.2, 0.4, 1001)  # 0.5th percentile 0.201, 99.5th 0.399
+    floor, ceiling = background.bounds(np.stack([levels, textures]))
+    assert floor == pytest.approx(-0.099 - 1.0 * 0.198) and ceiling == pytest.approx(0.399 + 1.0 * 0.198)
+    assert background.bounds(np.zeros((2, 20))) == (0.0, 0.0)
+    assert background.bounds(np.zeros((2, 19))) is None and background.bounds(np.zeros((2, 0))) is None
 
 
-def test_level_map_covers_whole_cells_and_levels_at_clamps_past_them():
-    level = background.level_map(np.zeros((403, 410), np.float32), 32)  # 8 px cells
-    assert level.shape == (50, 51)
+def test_kept_needs_both_bounds_and_no_ceiling_keeps_any_texture():
+    values = np.array([[-0.5, 0.0, 0.0, -0.2], [0.1, 0.1, 0.9, 0.5]])  # (level, texture) of 4 maxima
+    np.testing.assert_array_equal(background.kept(values, -0.3, 0.5), [False, True, False, True])
+    np.testing.assert_array_equal(background.kept(values, -0.3), [False, True, True, True])
+
+
+def test_maps_cover_whole_cells_and_values_at_clamps_past_them():
+    maps = background.background_maps(np.zeros((403, 410), np.float32), 32)  # 8 px cells
+    assert maps.shape == (2, 50, 51)
     xy = np.array([[409.0, 402.0], [407.9, 399.9]])  # in the partial last cells, and in the last whole one
     marked = np.arange(50 * 51, dtype=np.float32).reshape(50, 51)
-    np.testing.assert_array_equal(background.levels_at(marked, xy, 32), [marked[49, 50], marked[49, 50]])
+    np.testing.assert_array_equal(background.values_at(marked, xy, 32), [marked[49, 50], marked[49, 50]])
 
 
-def test_level_map_is_flat_on_noise_and_dark_on_a_darker_region():
+def test_level_is_flat_on_noise_and_dark_on_a_darker_region():
     rng = np.random.default_rng(0)
     flat = rng.normal(size=(400, 400)).astype(np.float32)
     flat[:, 250:] -= 1.5  # a darker film over the right side
-    level = background.level_map(flat, 32)  # 8 px cells
+    level = background.background_maps(flat, 32)[0]  # 8 px cells
     assert level.shape == (50, 50)
     assert np.abs(level[:, :27]).max() < 0.15  # a diameter (4 cells) clear of the edge at x = 250
     assert np.abs(level[:, 36:] + 1.5).max() < 0.15
+
+
+def test_texture_is_low_on_noise_and_high_on_a_textured_region_of_the_same_level():
+    rng = np.random.default_rng(0)
+    flat = rng.normal(size=(400, 400)).astype(np.float32)
+    texture = gaussian_filter(rng.normal(size=(400, 400)), 32 / 3)  # structure of a third of a diameter
+    flat[:, 250:] += (0.3 * texture / texture.std())[:, 250:].astype(np.float32)  # mean 0: the level hardly moves
+    level, spread = background.background_maps(flat, 32)
+    assert abs(np.median(level[:, 36:])) < 0.15  # the textured side is no darker on the whole
+    assert np.median(spread[:, :27]) < 0.2  # cell means of pure noise: std 1/8, interquartile range 0.17
+    assert np.median(spread[:, 36:]) > 0.28
 
 
 @pytest.fixture(scope="module")
@@ -69,18 +92,20 @@ def on_carbon(tmp_path_factory):
     return tmp, labels, trained.stdout, picks
 
 
-def test_training_sets_the_floor_from_the_labelled_particles_levels(on_carbon):
+def test_training_sets_the_bounds_from_the_labelled_particles_surroundings(on_carbon):
     tmp, labels, log, _ = on_carbon
     table = manifest.read([tmp / "pre"])
     labelled = load_labels(labels, table, "positive label")
-    maps = {name: background.read_level_map(table.loc[name]) for name in labelled}
-    levels = background.label_levels(maps, labelled, 32)
+    maps = {name: background.read_maps(table.loc[name]) for name in labelled}
+    values = background.label_values(maps, labelled, 32)
     ckpt = torch.load(tmp / "model" / "model.pt", weights_only=False)
-    assert len(levels) > 50 and "background floor" in log
-    assert ckpt["background_floor"] == pytest.approx(background.floor(levels)) and ckpt["background_floor"] < levels.min()
+    assert values.shape[1] > 50 and "background floor" in log and "texture ceiling" in log
+    floor, ceiling = background.bounds(values)
+    assert ckpt["background_floor"] == pytest.approx(floor) and ckpt["background_floor"] < values[0].min()
+    assert ckpt["background_ceiling"] == pytest.approx(ceiling) and ckpt["background_ceiling"] > values[1].max()
 
 
-def test_the_automatic_threshold_leaves_out_the_maxima_below_the_floor(on_carbon):
+def test_the_automatic_threshold_leaves_out_the_maxima_beyond_the_bounds(on_carbon):
     tmp, labels, _, _ = on_carbon
     table = manifest.read([tmp / "pre"])
     net, ckpt = model.load(tmp / "model" / "model.pt")
@@ -88,7 +113,8 @@ def test_the_automatic_threshold_leaves_out_the_maxima_below_the_floor(on_carbon
     for name in load_labels(labels, table, "positive label"):  # the maxima --calibrate scores, as it finds them
         image, _ = read_micrograph(manifest.working_path(table.loc[name]))
         xy, _ = candidates(net, image, 16, 16, CANDIDATE_FLOOR)
-        light = background.levels_at(background.read_level_map(table.loc[name]), xy, 32) >= ckpt["background_floor"]
+        values = background.values_at(background.read_maps(table.loc[name]), xy, 32)
+        light = background.kept(values, ckpt["background_floor"], ckpt["background_ceiling"])
         kept, dropped = kept + int(light.sum()), dropped + int((~light).sum())
     assert dropped > 0 and ckpt["auto_threshold"]["maxima"] == kept
 
@@ -104,16 +130,22 @@ def test_background_floor_option_refuses_other_values(text):
         parse_background_floor(text, None)
 
 
-def test_old_preprocessing_without_level_maps_fails_before_any_work(on_carbon, tmp_path):
+@pytest.mark.parametrize("before", ["0.6", "0.8"])
+def test_old_preprocessing_without_background_maps_fails_before_any_work(on_carbon, tmp_path, before):
     tmp, labels, _, _ = on_carbon
     old = tmp_path / "pre"
-    shutil.copytree(tmp / "pre", old, ignore=shutil.ignore_patterns(manifest.LEVELS))
+    if before == "0.6":  # no background folder
+        shutil.copytree(tmp / "pre", old, ignore=shutil.ignore_patterns(manifest.LEVELS))
+    else:  # 0.6-0.7: level maps only, 2-D
+        shutil.copytree(tmp / "pre", old)
+        for path in (old / manifest.LEVELS).glob("*.mrc"):
+            write_mrc(path, mrcfile.read(path)[0], 1.0)
     for cmd in (
         ["deepem", "pick", "--model", tmp / "model" / "model.pt", "--preprocessed", old, "-o", tmp_path / "picks"],
         ["deepem", "train", tmp / "p.npz", "--calibrate", old, "--positives", *labels, "-o", tmp_path / "model"],
     ):
         result = run(cmd, check=False)
-        assert result.returncode == 2 and "background level map missing" in result.stderr
+        assert result.returncode == 2 and f"preprocessed by deepem before {before}" in result.stderr
         assert "rerun the preprocess step" in result.stderr
     assert not (tmp_path / "picks").exists() and not (tmp_path / "model").exists()
     both = run(["deepem", "train", tmp / "p.npz", "--mine", tmp / "pre", "--calibrate", tmp / "pre", "--positives",
@@ -124,21 +156,23 @@ def test_old_preprocessing_without_level_maps_fails_before_any_work(on_carbon, t
     assert "picked" in off.stdout
 
 
-def test_pick_drops_exactly_the_maxima_below_the_floor(on_carbon):
+def test_pick_drops_exactly_the_maxima_beyond_the_bounds(on_carbon):
     tmp, _, _, picks = on_carbon
     table = manifest.read([tmp / "pre"])
     ckpt = torch.load(tmp / "model" / "model.pt", weights_only=False)
-    dropped_on_carbon = 0
+    dropped_on_carbon = textured = 0
     for name, row in table.iterrows():
-        level = background.read_level_map(row)
         xy, score = picks["off"][name]
-        light = background.levels_at(level, xy / [row["scale_x"], row["scale_y"]], 32) >= -0.3
+        values = background.values_at(background.read_maps(row), xy / [row["scale_x"], row["scale_y"]], 32)
+        light = background.kept(values, -0.3, ckpt["background_ceiling"])
         np.testing.assert_array_equal(picks["-0.3"][name][1], score[light])
-        auto = background.levels_at(level, xy / [row["scale_x"], row["scale_y"]], 32) >= ckpt["background_floor"]
+        auto = background.kept(values, ckpt["background_floor"], ckpt["background_ceiling"])
         np.testing.assert_array_equal(picks["auto"][name][1], score[auto])
+        textured += int(((values[0] >= ckpt["background_floor"]) & ~auto).sum())  # dropped by the ceiling alone
         truth = read_coordinates(tmp / "sim" / "truth" / f"{name}.star")
         strong = score >= ckpt["threshold"]
         hit = match(xy[strong], truth, 37.5)
         assert hit[~light[strong]].sum() == 0  # no particle in the truth lies on such dark background
         dropped_on_carbon += int((~light[strong] & ~hit).sum()) if name in ("demo_001", "demo_003") else 0
     assert dropped_on_carbon >= 5  # picks on the carbon of the odd micrographs
+    assert textured > 0

@@ -37,17 +37,18 @@ def test_label_hits_without_stripes_match_every_maximum_and_count_every_label(mo
     assert n_labels == 4  # 190 matches no maximum and still counts
 
 
-def test_label_hits_leave_out_maxima_below_the_background_floor_as_picking_does(monkeypatch):
-    maxima = np.array([[151.0, 50], [198, 50], [120, 90], [260, 50]])
-    scores = np.array([0.9, 0.8, 0.7, 0.95])
+def test_label_hits_leave_out_maxima_beyond_the_background_bounds_as_picking_does(monkeypatch):
+    maxima = np.array([[151.0, 50], [198, 50], [120, 90], [260, 50], [60, 200]])
+    scores = np.array([0.9, 0.8, 0.7, 0.95, 0.85])
     monkeypatch.setattr(mining, "_maxima", lambda *args: iter([("a", None, maxima, scores)]))
-    level = np.zeros((40, 40), np.float32)  # 8 px cells at particle_px 32
-    level[:, 24:] = -2.0  # dark from x = 192: the maxima at 198 and 260
-    labels = {"a": np.array([[150.0, 52], [205, 50], [250, 50]])}
-    hits, got, n_labels = mining.label_hits(None, None, labels, 32, "cpu", background=({"a": level}, -1.0))
+    maps = np.zeros((2, 40, 40), np.float32)  # level and texture, 8 px cells at particle_px 32
+    maps[0, :, 24:] = -2.0  # dark from x = 192: the maxima at 198 and 260
+    maps[1, 20:, :] = 1.0  # textured from y = 160: the maximum at (60, 200)
+    labels = {"a": np.array([[150.0, 52], [205, 50], [250, 50], [62, 200]])}
+    hits, got, n_labels = mining.label_hits(None, None, labels, 32, "cpu", background=({"a": maps}, -1.0, 0.5))
     np.testing.assert_array_equal(hits, [True, False])  # 151 matches 150; 120 matches nothing
     np.testing.assert_array_equal(got, [0.9, 0.7])
-    assert n_labels == 3  # the labels on dark background still count, as misses
+    assert n_labels == 4  # the labels beyond the bounds still count, as misses
 
 
 def test_hard_negatives_are_never_mined_in_the_held_out_stripe(monkeypatch):

@@ -7,8 +7,9 @@ least --edge diameters inside the image (a box around them can be extracted), an
 OUTDIR/NAME.star per micrograph (even when empty; rlnCoordinateX/Y are centres in pixels of the
 ORIGINAL micrograph, x = column, y = row from the top-left) plus OUTDIR/candidates.star with
 every local maximum above --floor, for precision-recall analysis. Maxima whose surroundings are
-darker than the model's background floor (set in training from the labelled particles' own
-surroundings) lie on carbon or thick ice and are dropped from both. OUTDIR appears only once the
+darker than the model's background floor, or more textured than its texture ceiling (both set in
+training from the labelled particles' own surroundings), lie on carbon or thick ice and are
+dropped from both. OUTDIR appears only once the
 whole shard is done.
 
 Example:
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from deepem import model
-from deepem.background import levels_at, read_level_map
+from deepem.background import kept, read_maps, values_at
 from deepem.commands import common
 from deepem.errors import DeepEMError
 from deepem.io import manifest
@@ -59,6 +60,7 @@ def main(args):
     net, ckpt = model.load(args.model, device)
     threshold = common.parse_threshold(args.threshold) or ckpt["threshold"]
     background_floor = common.parse_background_floor(args.background_floor, ckpt.get("background_floor"))
+    ceiling = ckpt.get("background_ceiling") if background_floor is not None else None  # models before 0.8: none
     min_distance = args.min_distance * ckpt["particle_px"]
     edge = args.edge * ckpt["particle_px"]
     table = manifest.read([args.preprocessed])
@@ -67,7 +69,7 @@ def main(args):
         "retrain on these, or preprocess again with the deepem version that trained the model",
     )
     # small maps, all read before any work: a missing one fails the shard at once
-    levels = {name: read_level_map(row) for name, row in table.iterrows()} if background_floor is not None else {}
+    maps = {name: read_maps(row) for name, row in table.iterrows()} if background_floor is not None else {}
     found, total, dark = [], 0, 0
     start = time.time()
     with atomic_directory(args.outdir) as tmp:
@@ -75,7 +77,7 @@ def main(args):
             image, _ = read_micrograph(manifest.working_path(row))
             xy, score = candidates(net, image, min_distance, edge, min(args.floor, threshold), args.tile, device)
             if background_floor is not None:
-                light = levels_at(levels[name], xy, ckpt["particle_px"]) >= background_floor
+                light = kept(values_at(maps[name], xy, ckpt["particle_px"]), background_floor, ceiling)
                 dark += int((~light & (score >= threshold)).sum())
                 xy, score = xy[light], score[light]
             xy = xy * [row["scale_x"], row["scale_y"]]
@@ -89,7 +91,8 @@ def main(args):
         write_star(tmp / "candidates.star", merged, float_format="%.3f")
     elapsed = time.time() - start
     if background_floor is not None:
-        print(f"dropped {dark} maxima above the threshold on background darker than {background_floor:.3f} (carbon, thick ice)")
+        beyond = f"darker than {background_floor:.3f}" + ("" if ceiling is None else f" or more textured than {ceiling:.3f}")
+        print(f"dropped {dark} maxima above the threshold on background {beyond} (carbon, thick ice)")
     print(
         f"picked {total} particles in {len(table)} micrographs at threshold {threshold:.4f} "
         f"({elapsed:.1f} s, {len(table) / max(elapsed, 1e-9):.2f} micrographs/s) -> {args.outdir}"

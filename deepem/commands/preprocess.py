@@ -3,8 +3,8 @@
 Removes the illumination gradient, Fourier-crops to the working pixel size (particle
 diameter / particle_px), subtracts the median, clips outliers and scales the image to its pixel
 noise (see deepem.preprocess). Writes OUTDIR/NAME.mrc per micrograph,
-OUTDIR/background/NAME.mrc (its coarse map of local background levels, with which picking drops
-candidates on carbon or thick ice) and OUTDIR/manifest.tsv; OUTDIR appears only once every
+OUTDIR/background/NAME.mrc (its coarse maps of local background level and texture, two sections,
+with which picking drops candidates on carbon or thick ice) and OUTDIR/manifest.tsv; OUTDIR appears only once every
 micrograph is done.
 
 Example:
@@ -62,11 +62,11 @@ def main(args):
                     "run micrographs of different pixel sizes as separate datasets"
                 )
             check_geometry(path, image.shape, pixel_size, args.diameter, args.particle_px)
-            work, level = preprocess(image, pixel_size, working, args.particle_px, workers=args.threads)
+            work, maps = preprocess(image, pixel_size, working, args.particle_px, workers=args.threads)
             name = Path(path).stem
             write_mrc(tmp / f"{name}.mrc", work, pixel_size * image.shape[1] / work.shape[1])
             (tmp / manifest.LEVELS).mkdir(exist_ok=True)
-            write_mrc(tmp / manifest.LEVELS / f"{name}.mrc", level, pixel_size * image.shape[1] / level.shape[1])
+            write_mrc(tmp / manifest.LEVELS / f"{name}.mrc", maps, pixel_size * image.shape[1] / maps.shape[-1])
             rows.append([name, str(path), *image.shape, pixel_size, *work.shape, pixel_size * image.shape[1] / work.shape[1]])
         manifest.write(tmp, rows)
     n = len(rows)

@@ -9,9 +9,9 @@ versions, device). With ``--threshold auto`` the threshold is chosen and logged:
 micrographs, each label hit standing for 1 / f particles, where f, the labelled share of the
 particles, is measured among the maxima down to the median hit; otherwise the best F1 on the
 held-out patches. With --mine, a second stage adds hard negatives (see 'labelled micrographs'
-below). With --mine or --calibrate, the labelled particles' background levels set the background
-floor (see 'deepem pick'; --background-floor off or a level overrides it), and the automatic
-threshold leaves out the maxima below it, as picking does. A killed run resumes from its last epoch.
+below). With --mine or --calibrate, the labelled particles' surroundings set the background floor
+and texture ceiling (see 'deepem pick'; --background-floor off, or a level for the floor, overrides
+them), and the automatic threshold leaves out the maxima beyond them, as picking does. A killed run resumes from its last epoch.
 
 Example:
     deepem train results/round_1/patches.npz -o results/round_1/model --mode modern --seed 1
@@ -57,28 +57,32 @@ def add_args(parser):
     common.add_device_arg(parser)
 
 
-def background_floor(choice, table, labelled, particle_px):
-    """``(level maps of the labelled micrographs, floor)``, or None for no floor: the floor the
-    automatic threshold uses and the model stores for picking. 'auto' (``choice``) sets it from the
-    labelled particles' levels (see 'deepem pick'); a number is used as given."""
+def background_bounds(choice, table, labelled, particle_px):
+    """``(background maps of the labelled micrographs, floor, ceiling)``, or None for no bounds: what
+    the automatic threshold leaves out and the model stores for picking. 'auto' (``choice``) sets
+    both from the labelled particles' surroundings (see 'deepem pick'); a number is the floor, the
+    texture ceiling still set from the labels."""
     if choice is None:
         print("background floor off: no maximum is dropped for its background")
         return None
-    maps = {name: background.read_level_map(table.loc[name]) for name in labelled}
+    maps = {name: background.read_maps(table.loc[name]) for name in labelled}
+    values = background.label_values(maps, labelled, particle_px)
+    found = background.bounds(values)
     if choice != "auto":
-        print(f"background floor {choice:.3f} (given): maxima on darker background are dropped")
-        return maps, choice
-    levels = background.label_levels(maps, labelled, particle_px)
-    value = background.floor(levels)
-    if value is None:
-        print(f"no background floor: {len(levels)} labels are under {background.MIN_LABELS}; every pick is kept")
+        ceiling = found[1] if found else None
+        told = "none" if ceiling is None else f"{ceiling:.3f}"
+        print(f"background floor {choice:.3f} (given), texture ceiling {told}: maxima beyond them are dropped")
+        return maps, choice, ceiling
+    if found is None:
+        print(f"no background floor: {values.shape[1]} labels are under {background.MIN_LABELS}; every pick is kept")
         return None
-    lo, hi = np.percentile(levels, [0.5, 99.5])
+    (lo, hi), (tlo, thi) = np.percentile(values, [0.5, 99.5], axis=1).T
     print(
-        f"background floor {value:.3f}: {len(levels)} labels' background levels span {lo:.3f} to {hi:.3f} "
-        "(0.5th to 99.5th percentile); maxima on darker background are dropped from picking and the automatic threshold"
+        f"background floor {found[0]:.3f} and texture ceiling {found[1]:.3f}: {values.shape[1]} labels' background "
+        f"levels span {lo:.3f} to {hi:.3f}, textures {tlo:.3f} to {thi:.3f} (0.5th to 99.5th percentile); maxima on "
+        "darker or more textured background are dropped from picking and the automatic threshold"
     )
-    return maps, value
+    return maps, *found
 
 
 def main(args):
@@ -97,8 +101,8 @@ def main(args):
     saved = {"particle_px": meta["particle_px"], "units": meta.get("units", manifest.OLD_UNITS)}
     if args.mine or args.calibrate:  # needs particle_px from the patches; before training, so missing maps fail early
         manifest.check_units(table, saved["units"], args.patches, "extract the patches again from these shards")
-        dark = background_floor(floor_choice, table, labelled, meta["particle_px"])
-        saved["background_floor"] = dark[1] if dark else None
+        dark = background_bounds(floor_choice, table, labelled, meta["particle_px"])
+        saved["background_floor"], saved["background_ceiling"] = dark[1:] if dark else (None, None)
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     arch = common.architecture(meta["particle_px"], meta["box_scale"], args.mode)

@@ -13,7 +13,7 @@ import pandas as pd
 from deepem.errors import DeepEMError
 
 NAME = "manifest.tsv"
-LEVELS = "background"  # the folder of the background level maps, see deepem.background
+LEVELS = "background"  # the folder of the background maps, see deepem.background
 SIZES = ["name", "source", "height", "width", "pixel_size", "work_height", "work_width", "work_pixel_size"]
 COLUMNS = SIZES + ["units"]
 UNITS = "noise"  # what deepem.preprocess writes
@@ -60,7 +60,7 @@ def working_path(row):
 
 
 def level_path(row):
-    """Where the micrograph's background level map is (see :mod:`deepem.background`)."""
+    """Where the micrograph's background maps are (see :mod:`deepem.background`)."""
     return Path(row["dir"]) / LEVELS / f"{row['name']}.mrc"
 
 

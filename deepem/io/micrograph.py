@@ -86,7 +86,7 @@ def _read_image(path):
 
 
 def write_mrc(path, image, pixel_size, label="deepem"):
-    """Write a float32 2-D MRC with its pixel size (the caller makes it atomic).
+    """Write a float32 MRC (2-D, or a stack of sections) with its pixel size (the caller makes it atomic).
 
     The header label is fixed (mrcfile would stamp the time), so reruns are byte-identical.
     """
