@@ -4,7 +4,7 @@ import mrcfile
 import numpy as np
 import pytest
 import torch
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, median_filter, percentile_filter
 
 from deepem import background, model
 from deepem.commands.common import parse_background_floor
@@ -59,6 +59,16 @@ def test_level_is_flat_on_noise_and_dark_on_a_darker_region():
     assert level.shape == (50, 50)
     assert np.abs(level[:, :27]).max() < 0.15  # a diameter (4 cells) clear of the edge at x = 250
     assert np.abs(level[:, 36:] + 1.5).max() < 0.15
+
+
+def test_disc_ranks_equal_scipys_rank_filters():
+    image = np.random.default_rng(1).normal(size=(37, 41)).astype(np.float32)
+    yy, xx = np.mgrid[-3:4, -3:4]
+    disc = xx * xx + yy * yy <= 9
+    got = background._disc_ranks(image, disc, (0.5, 0.75, 0.25))
+    np.testing.assert_array_equal(got[0], median_filter(image, footprint=disc, mode="reflect"))
+    for q, g in zip((75, 25), got[1:]):
+        np.testing.assert_array_equal(g, percentile_filter(image, q, footprint=disc, mode="reflect"))
 
 
 def test_texture_is_low_on_noise_and_high_on_a_textured_region_of_the_same_level():
