@@ -92,8 +92,9 @@ def test_robust_gradient_fit_follows_the_thin_ice_not_the_carbon():
 
 def test_preprocess_maps_the_carbon_as_darker_background():
     image, carbon = carbon_image(n=1024)
-    work, level = preprocess(image, 1.0, 1.0, 32)
-    assert work.shape == image.shape and level.shape == (128, 128)  # 8 px cells: 4 per diameter
+    work, maps = preprocess(image, 1.0, 1.0, 32)
+    assert work.shape == image.shape and maps.shape == (2, 128, 128)  # level and texture, 8 px cells: 4 per diameter
+    level = maps[0]
     c = 8
     cells = carbon[c // 2 :: c, c // 2 :: c]
     inner = ~binary_dilation(carbon, iterations=32)[c // 2 :: c, c // 2 :: c]  # a diameter clear of the edge
