@@ -64,8 +64,8 @@ def parse_threshold(text):
 def add_background_floor_arg(parser, what):
     parser.add_argument(
         "--background-floor", default="auto",
-        help=f"'auto' (the labelled particles'), 'off', or a level: {what} maxima on darker background, and with "
-        "'auto' or a level on more textured background than the labelled particles' (default auto)",
+        help=f"'auto' (from the labelled particles), 'off', or a level: {what} maxima on darker background than "
+        "that and, unless off, on more textured background than the labelled particles' (default auto)",
     )
 
 

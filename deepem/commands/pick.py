@@ -9,8 +9,7 @@ ORIGINAL micrograph, x = column, y = row from the top-left) plus OUTDIR/candidat
 every local maximum above --floor, for precision-recall analysis. Maxima whose surroundings are
 darker than the model's background floor, or more textured than its texture ceiling (both set in
 training from the labelled particles' own surroundings), lie on carbon or thick ice and are
-dropped from both. OUTDIR appears only once the
-whole shard is done.
+dropped from both. OUTDIR appears only once the whole shard is done.
 
 Example:
     deepem pick --model results/round_1/model/model.pt --preprocessed results/preprocessed/1-of-8 \\

@@ -2,9 +2,9 @@
 
 Removes the illumination gradient, Fourier-crops to the working pixel size (particle
 diameter / particle_px), subtracts the median, clips outliers and scales the image to its pixel
-noise (see deepem.preprocess). Writes OUTDIR/NAME.mrc per micrograph,
-OUTDIR/background/NAME.mrc (its coarse maps of local background level and texture, two sections,
-with which picking drops candidates on carbon or thick ice) and OUTDIR/manifest.tsv; OUTDIR appears only once every
+noise (see deepem.preprocess). Writes OUTDIR/NAME.mrc per micrograph, OUTDIR/background/NAME.mrc
+(its coarse maps of local background level and texture, two sections, with which picking drops
+candidates on carbon or thick ice) and OUTDIR/manifest.tsv; OUTDIR appears only once every
 micrograph is done.
 
 Example:

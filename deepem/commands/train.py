@@ -11,7 +11,8 @@ particles, is measured among the maxima down to the median hit; otherwise the be
 held-out patches. With --mine, a second stage adds hard negatives (see 'labelled micrographs'
 below). With --mine or --calibrate, the labelled particles' surroundings set the background floor
 and texture ceiling (see 'deepem pick'; --background-floor off, or a level for the floor, overrides
-them), and the automatic threshold leaves out the maxima beyond them, as picking does. A killed run resumes from its last epoch.
+them), and the automatic threshold leaves out the maxima beyond them, as picking does. A killed
+run resumes from its last epoch.
 
 Example:
     deepem train results/round_1/patches.npz -o results/round_1/model --mode modern --seed 1
