@@ -54,8 +54,9 @@ def label_hits(net, table, positives, particle_px, device, holdout=None, floor=C
     matches picks to truth. With ``background`` (``({name: background maps}, floor, ceiling)``)
     maxima on surroundings beyond those bounds are left out, as picking drops them (see
     :mod:`deepem.background`). With ``holdout`` (``{name: (x0, x1)}``) only the maxima in each
-    micrograph's held-out stripe count, and micrographs without one are skipped: a label up to half a diameter outside the stripe may
-    take a maximum inside it, and then counts; unmatched, it does not.
+    micrograph's held-out stripe count, and micrographs without one are skipped: a label up to
+    half a diameter outside the stripe may take a maximum inside it, and then counts; unmatched,
+    it does not.
     """
     radius = 0.5 * particle_px
     hits, scores, n_labels = [], [], 0
