@@ -78,8 +78,14 @@ def bounds(values):
     values = np.asarray(values, float).reshape(2, -1)
     if values.shape[1] < MIN_LABELS:
         return None
-    (lo, hi), (tlo, thi) = np.percentile(values, [0.5, 99.5], axis=1).T
+    (lo, hi), (tlo, thi) = spans(values)
     return float(lo - MARGIN * (hi - lo)), float(thi + MARGIN * (thi - tlo))
+
+
+def spans(values):
+    """The 0.5th and 99.5th percentiles of level and of texture in ``values`` (2, n): the labels'
+    range that :func:`bounds` widens, ``((lo, hi), (texture_lo, texture_hi))``."""
+    return np.percentile(values, [0.5, 99.5], axis=1).T
 
 
 def kept(values, floor, ceiling=None):

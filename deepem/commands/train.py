@@ -21,7 +21,6 @@ Example:
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -77,7 +76,7 @@ def background_bounds(choice, table, labelled, particle_px):
     if found is None:
         print(f"no background floor: {values.shape[1]} labels are under {background.MIN_LABELS}; every pick is kept")
         return None
-    (lo, hi), (tlo, thi) = np.percentile(values, [0.5, 99.5], axis=1).T
+    (lo, hi), (tlo, thi) = background.spans(values)
     print(
         f"background floor {found[0]:.3f} and texture ceiling {found[1]:.3f}: {values.shape[1]} labels' background "
         f"levels span {lo:.3f} to {hi:.3f}, textures {tlo:.3f} to {thi:.3f} (0.5th to 99.5th percentile); maxima on "
