@@ -14,10 +14,19 @@ clean one, and a net trained on a few labelled micrographs would miss them on th
 
 import numpy as np
 import scipy.fft
-from scipy.ndimage import uniform_filter
+from scipy.ndimage import uniform_filter1d
 
 from deepem.background import background_maps
 from deepem.errors import DeepEMError
+
+
+def median(values, axis=-1):
+    """``np.median(values, axis)`` of finite values, from a sort: the same numbers, 3 to 9 times faster
+    here than numpy's partition for the sizes preprocessing takes (rows of 256 to 3,249, 1-D up to
+    200,000 values)."""
+    ordered = np.moveaxis(np.sort(values, axis=axis), axis, -1)
+    k = ordered.shape[-1] // 2
+    return ordered[..., k] if ordered.shape[-1] % 2 else np.mean(ordered[..., k - 1 : k + 1], axis=-1)
 
 
 def working_shape(shape, pixel_size, working_pixel_size):
@@ -60,7 +69,7 @@ def _surfaces(image, block, robust):
     ny, nx = image.shape
     by, bx = max(1, ny // block), max(1, nx // block)
     h, w = ny // by, nx // bx
-    blocks = np.median(image[: by * h, : bx * w].reshape(by, h, bx, w), axis=(1, 3)).ravel()
+    blocks = median(image[: by * h, : bx * w].reshape(by, h, bx, w).swapaxes(1, 2).reshape(by * bx, h * w))
     yy, xx = np.meshgrid((np.arange(by) + 0.5) * h / ny, (np.arange(bx) + 0.5) * w / nx, indexing="ij")
     basis = np.stack([np.ones_like(yy), xx, yy, xx * xx, xx * yy, yy * yy], axis=-1).reshape(-1, 6)
     gy, gx = np.meshgrid((np.arange(ny) + 0.5) / ny, (np.arange(nx) + 0.5) / nx, indexing="ij", sparse=True)
@@ -77,7 +86,7 @@ def _robust_fit(basis, blocks):
     keep = None
     for _ in range(10):
         residual = np.abs(blocks - basis @ coef)
-        near = residual <= 2.5 * 1.4826 * np.median(residual)
+        near = residual <= 2.5 * 1.4826 * median(residual)
         if keep is not None and (near == keep).all():
             break
         keep = near
@@ -90,7 +99,7 @@ def _least_median_fit(basis, values, trials=300, seed=0):
     rng = np.random.default_rng(seed)
     picks = np.stack([rng.choice(len(values), basis.shape[1], replace=False) for _ in range(trials)])
     coefs = np.linalg.pinv(basis[picks]) @ values[picks][..., None]  # (trials, terms, 1)
-    spread = np.median(np.abs(values - (basis @ coefs)[..., 0]), axis=1)
+    spread = median(np.abs(values - (basis @ coefs)[..., 0]))
     return coefs[int(np.argmin(spread)), :, 0]
 
 
@@ -99,17 +108,18 @@ CLIP = 6.0  # robust_normalise clips outliers here, in MADs
 
 def _robust_spread(values):
     """Median and robust std of ``values``: 1.4826 x MAD, or the std where the MAD is 0."""
-    median = float(np.median(values))
-    spread = float(np.median(np.abs(values - median))) * 1.4826
-    return median, spread if spread > 0 else float(values.std())
+    values = np.ravel(values)
+    centre = float(median(values))
+    spread = float(median(np.abs(values - centre))) * 1.4826
+    return centre, spread if spread > 0 else float(values.std())
 
 
 def robust_normalise(image, clip=CLIP):
     """Robust z-score: subtract the median, divide by 1.4826 x MAD, clip outliers to +/- clip."""
-    median, mad = _robust_spread(image[::4, ::4])
+    centre, mad = _robust_spread(image[::4, ::4])
     if mad <= 0:
         raise DeepEMError("micrograph is constant: nothing to pick")
-    return np.clip((image - median) / mad, -clip, clip).astype(np.float32)
+    return np.clip((image - centre) / mad, -clip, clip).astype(np.float32)
 
 
 NOISE = 0.3  # robust std of the pixel noise in working images (raw micrographs': 0.2-0.9 of their MAD)
@@ -119,11 +129,27 @@ def noise_units(image):
     """``image`` (robust-normalised, clipped at ``CLIP``) scaled so that its pixel noise, the residual
     after a 3 x 3 mean, has a robust std (1.4826 x MAD) of ``NOISE``. Particle-sized structure hardly
     reaches that residual, so the scale is that of the noise alone. Pixels near clipped ones are left
-    out (clipping flattens the noise there), and an image without such noise is returned unscaled."""
-    residual = (image - uniform_filter(image, 3))[::2, ::2]
-    unclipped = (uniform_filter((np.abs(image) < CLIP).astype(np.float32), 3) > 0.999)[::2, ::2]
-    _, sigma = _robust_spread(residual[unclipped] if unclipped.any() else residual)
+    out (clipping flattens the noise there), and an image without such noise is returned unscaled.
+
+    The residual is sampled at every second pixel of every second row: the 3 x 3 mean (scipy's
+    ``uniform_filter``, reflected edges) is taken down the columns, then along those rows only."""
+    rows = uniform_filter1d(image, 3, axis=0)[::2]
+    residual = image[::2, ::2] - uniform_filter1d(rows, 3, axis=1)[:, ::2]
+    sigma = _robust_spread(residual[_unclipped(image)])[1]
     return (image * (NOISE / sigma)).astype(np.float32) if sigma > 0 else image
+
+
+def _unclipped(image):
+    """Which samples of ``image[::2, ::2]`` have no pixel at +/- ``CLIP`` in their 3 x 3 neighbourhood;
+    all of them where every sample has such a pixel."""
+    keep = np.ones(((image.shape[0] + 1) // 2, (image.shape[1] + 1) // 2), bool)
+    y, x = np.nonzero(np.abs(image) >= CLIP)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            yy, xx = y + dy, x + dx
+            on = (yy % 2 == 0) & (xx % 2 == 0) & (yy >= 0) & (xx >= 0) & (yy < image.shape[0]) & (xx < image.shape[1])
+            keep[yy[on] // 2, xx[on] // 2] = False
+    return keep if keep.any() else np.ones_like(keep)
 
 
 def preprocess(image, pixel_size, working_pixel_size, particle_px, workers=1):

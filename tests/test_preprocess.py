@@ -3,7 +3,10 @@ import pytest
 from scipy.ndimage import binary_dilation, binary_erosion, uniform_filter
 
 from deepem.preprocess import (
+    CLIP,
+    _unclipped,
     fourier_crop,
+    median,
     NOISE,
     gradient_surface,
     noise_units,
@@ -153,3 +156,33 @@ def test_clipped_contamination_leaves_the_noise_scale_alone():
         work = noise_units(robust_normalise(image))
         residual = (work - uniform_filter(work, 3))[:, 200:]
         assert abs(1.4826 * np.median(np.abs(residual - np.median(residual))) - NOISE) < 0.01
+
+
+@pytest.mark.parametrize("shape,axis", [((301,), -1), ((256,), -1), ((7, 256), -1), ((300, 3249), 1), ((6, 5, 4), 0)])
+def test_median_from_a_sort_equals_numpys(shape, axis):
+    values = np.random.default_rng(7).normal(size=shape).astype(np.float32)
+    assert np.array_equal(median(values, axis), np.median(values, axis=axis))
+    assert np.array_equal(median(values.astype(np.float64), axis), np.median(values.astype(np.float64), axis=axis))
+
+
+@pytest.mark.parametrize("shape", [(40, 40), (41, 38), (3, 5)])
+def test_unclipped_samples_are_those_with_no_clipped_neighbour(shape):
+    rng = np.random.default_rng(8)
+    for share in (0.0, 0.02, 0.3, 1.0):
+        image = np.clip(rng.normal(size=shape) * 3, -CLIP, CLIP).astype(np.float32)
+        image[rng.random(shape) < share] = CLIP
+        plain = (uniform_filter((np.abs(image) < CLIP).astype(np.float32), 3) > 0.999)[::2, ::2]
+        assert np.array_equal(_unclipped(image), plain if plain.any() else np.ones_like(plain))
+
+
+def test_noise_units_match_the_full_image_filter():
+    """The residual is sampled from a half-size filter pass; the scale is that of the full 3 x 3 mean."""
+    raw = np.random.default_rng(9).normal(size=(301, 280))
+    raw[40:90, 100:170] -= 50  # dark ice, clipped
+    image = robust_normalise(raw)
+    assert (np.abs(image) >= CLIP).any()
+    residual = (image - uniform_filter(image, 3))[::2, ::2]
+    keep = (uniform_filter((np.abs(image) < CLIP).astype(np.float32), 3) > 0.999)[::2, ::2]
+    values = residual[keep]
+    sigma = 1.4826 * np.median(np.abs(values - np.median(values)))
+    assert np.array_equal(noise_units(image), (image * (NOISE / sigma)).astype(np.float32))
