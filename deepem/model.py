@@ -136,7 +136,7 @@ class DeepEMNet(nn.Module):
         so they commute) on a ninth of the values after S2; batch norm is folded into the convolution."""
         if self.mode == "faithful":
             return pool(torch.sigmoid(x), *args)
-        return F.relu(pool(x, *args))
+        return pool(x, *args).relu_()  # in place on the pool's new tensor: scoring keeps no graph
 
     def forward(self, boxes):
         """Logits for a batch of boxes ``(N, 1, B, B)`` -> ``(N,)``."""
@@ -145,6 +145,7 @@ class DeepEMNet(nn.Module):
         x = self._pool2(self._act(self.c5(x), "n5"))
         return self.out(x).flatten()
 
+    @torch.no_grad()
     def rotation_logits(self, image):
         """Logits of every box whose top-left corner is at ``(3i, 3j)`` of ``image`` ``(1, 1, H, W)``,
         each box rotated by 0, 90, 180 and 270 degrees: shape ``(1, 4, (H - box) / 3 + 1, (W - box) / 3 + 1)``.

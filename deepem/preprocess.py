@@ -12,6 +12,8 @@ clean one, and a net trained on a few labelled micrographs would miss them on th
 (bench/RESULTS.md, finding 19).
 """
 
+from functools import lru_cache
+
 import numpy as np
 import scipy.fft
 from scipy.ndimage import uniform_filter1d
@@ -41,10 +43,12 @@ def fourier_crop(image, out_shape, workers=1):
     my, mx = out_shape
     if (my, mx) == (ny, nx):
         return image.astype(np.float32, copy=True)
-    f = scipy.fft.rfft2(image.astype(np.float32, copy=False), workers=workers)
+    # rfft2, with the column transforms only where a column is kept
+    f = scipy.fft.rfft(image.astype(np.float32, copy=False), axis=1, workers=workers)[:, : mx // 2 + 1]
+    f = scipy.fft.fft(f, axis=0, workers=workers)
     half = my // 2
     rows = np.r_[0 : my - half, ny - half : ny] if half else np.r_[0:my]
-    cropped = f[rows, : mx // 2 + 1]
+    cropped = f[rows]
     if mx % 2 == 0:  # the new Nyquist column is shared by +/- frequencies: keep its real part once
         cropped[:, -1] = cropped[:, -1].real
     if my % 2 == 0:
@@ -67,22 +71,36 @@ def gradient_surface(image, block=16, robust=False):
 def _surfaces(image, block, robust):
     """:func:`gradient_surface` of ``image`` for each flag in ``robust``, from one set of block medians."""
     ny, nx = image.shape
-    by, bx = max(1, ny // block), max(1, nx // block)
-    h, w = ny // by, nx // bx
+    (by, h, bx, w), basis, samples = _grid(ny, nx, block)
     blocks = median(image[: by * h, : bx * w].reshape(by, h, bx, w).swapaxes(1, 2).reshape(by * bx, h * w))
-    yy, xx = np.meshgrid((np.arange(by) + 0.5) * h / ny, (np.arange(bx) + 0.5) * w / nx, indexing="ij")
-    basis = np.stack([np.ones_like(yy), xx, yy, xx * xx, xx * yy, yy * yy], axis=-1).reshape(-1, 6)
     gy, gx = np.meshgrid((np.arange(ny) + 0.5) / ny, (np.arange(nx) + 0.5) / nx, indexing="ij", sparse=True)
     surfaces = []
     for flag in robust:
-        coef = _robust_fit(basis, blocks) if flag and len(blocks) > 12 else np.linalg.lstsq(basis, blocks, rcond=None)[0]
+        coef = _robust_fit(basis, blocks, samples) if flag and len(blocks) > 12 else np.linalg.lstsq(basis, blocks, rcond=None)[0]
         surfaces.append(coef[0] + coef[1] * gx + coef[2] * gy + coef[3] * gx * gx + coef[4] * gx * gy + coef[5] * gy * gy)
     return surfaces
 
 
-def _robust_fit(basis, blocks):
+@lru_cache(maxsize=4)
+def _grid(ny, nx, block, trials=300, seed=0):
+    """What the gradient fits of an ``ny x nx`` image share with every image of its size: the block
+    grid ``(by, h, bx, w)``, the quadratic basis at the block centres, and ``trials`` random sets of
+    6 blocks (seeded) with the pseudo-inverses of their exact fits. Read-only."""
+    by, bx = max(1, ny // block), max(1, nx // block)
+    h, w = ny // by, nx // bx
+    yy, xx = np.meshgrid((np.arange(by) + 0.5) * h / ny, (np.arange(bx) + 0.5) * w / nx, indexing="ij")
+    basis = np.stack([np.ones_like(yy), xx, yy, xx * xx, xx * yy, yy * yy], axis=-1).reshape(-1, 6)
+    rng = np.random.default_rng(seed)
+    picks = np.stack([rng.choice(len(basis), basis.shape[1], replace=False) for _ in range(trials)])
+    inverses = np.linalg.pinv(basis[picks])  # (trials, terms, terms)
+    for a in (basis, picks, inverses):
+        a.flags.writeable = False
+    return (by, h, bx, w), basis, (picks, inverses)
+
+
+def _robust_fit(basis, blocks, samples):
     """Least median of squares, then least squares over the blocks near it until that set settles."""
-    coef = _least_median_fit(basis, blocks)
+    coef = _least_median_fit(basis, blocks, *samples)
     keep = None
     for _ in range(10):
         residual = np.abs(blocks - basis @ coef)
@@ -94,11 +112,10 @@ def _robust_fit(basis, blocks):
     return coef
 
 
-def _least_median_fit(basis, values, trials=300, seed=0):
-    """The exact fit to ``basis.shape[1]`` random samples with the least median absolute residual."""
-    rng = np.random.default_rng(seed)
-    picks = np.stack([rng.choice(len(values), basis.shape[1], replace=False) for _ in range(trials)])
-    coefs = np.linalg.pinv(basis[picks]) @ values[picks][..., None]  # (trials, terms, 1)
+def _least_median_fit(basis, values, picks, inverses):
+    """Of the exact fits to the samples ``picks`` of ``values`` (``inverses``: the pseudo-inverses of
+    ``basis[picks]``), the one with the least median absolute residual."""
+    coefs = inverses @ values[picks][..., None]  # (trials, terms, 1)
     spread = median(np.abs(values - (basis @ coefs)[..., 0]))
     return coefs[int(np.argmin(spread)), :, 0]
 
