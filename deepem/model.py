@@ -157,7 +157,8 @@ class DeepEMNet(nn.Module):
         a strip of ``STRIP`` S2 rows at a time (its maps stay in cache), and the layers after them
         once per rotation (4 plain convolutions beat one with ``groups=4`` on CPU) in channels-last
         layout (4x faster for the dilated C5 on CPU). ``H - box`` and ``W - box`` must be multiples
-        of 3. For scoring in eval mode: batch norm is folded in with its running statistics.
+        of 3. For scoring in eval mode: batch norm is folded in with its running statistics, and no
+        gradients are kept.
         """
         convs = ((self.c1, "n1"), (self.c3, "n3"), (self.c5, "n5"))
         plain = [self._folded(c, n) if self.mode == "modern" else (c.weight, c.bias) for c, n in convs]
