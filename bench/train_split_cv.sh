@@ -5,7 +5,7 @@
 #
 # usage: bench/train_split_cv.sh DATASET LABELS OUT SEED [CODE]
 #   DATASET  bgal or syn19hc (needs a finished `make bench`: it reuses bench/results/DATASET)
-#   LABELS   labels_1 (full labels: 4 background patches per label, trains with --mine) or labels_0.3
+#   LABELS   labels_1 (full labels: 12 background patches per label, trains with --mine) or labels_0.3
 #            (30 %: 12 per label, --calibrate), as the workflow's defaults do
 #   OUT      output directory
 #   SEED     extract and train seed

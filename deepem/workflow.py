@@ -94,12 +94,10 @@ def resolve(config):
 
 
 def background_ratio(config):
-    """Background patches per label: config's ``background_ratio``, or for ``auto`` 4 with complete
-    labels and 12 with partial ones (bench/RESULTS.md, findings 12 and 13)."""
+    """Background patches per label: config's ``background_ratio``, or 12 for ``auto``, with complete
+    or partial labels (bench/RESULTS.md, findings 12, 13 and 24)."""
     ratio = config["background_ratio"]
-    if ratio == "auto":
-        return 4 if config["labels"]["complete"] else 12
-    return ratio
+    return 12 if ratio == "auto" else ratio
 
 
 # Cluster requests per job, from measurements on 4096^2 and 8192^2 micrographs (README): a

@@ -49,9 +49,9 @@ def test_cluster_requests_grow_with_micrograph_size_shard_size_and_retries(tmp_p
     assert runtime_min(10) < runtime_min(1000) and runtime_min(10, attempt=3) == 3 * runtime_min(10)
 
 
-def test_background_ratio_auto_follows_label_completeness_and_a_number_passes_through():
+def test_background_ratio_auto_is_12_for_any_labels_and_a_number_passes_through():
     from deepem.workflow import background_ratio
 
-    assert background_ratio({"background_ratio": "auto", "labels": {"complete": True}}) == 4
+    assert background_ratio({"background_ratio": "auto", "labels": {"complete": True}}) == 12
     assert background_ratio({"background_ratio": "auto", "labels": {"complete": False}}) == 12
     assert background_ratio({"background_ratio": 7.5, "labels": {"complete": False}}) == 7.5

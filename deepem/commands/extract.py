@@ -42,8 +42,8 @@ def add_args(parser):
     common.add_geometry_args(parser)
     common.add_arch_args(parser)
     parser.add_argument(
-        "--background-ratio", type=float, default=4.0,
-        help="sampled background per positive (default 4; the workflow's auto: 4 with complete labels, 12 without)",
+        "--background-ratio", type=float, default=12.0,
+        help="sampled background per positive (default 12, as the workflow's auto)",
     )
     parser.add_argument(
         "--unusual-fraction", type=float, default=0.5, help="share of background drawn from unusual regions"
