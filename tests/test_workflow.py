@@ -316,9 +316,9 @@ def test_round_two_trains_on_round_one_picks_and_hard_negatives(two_rounds):
     assert (results / "rounds.png").stat().st_size > 1000
 
 
-def test_threshold_method_and_background_follow_label_completeness(finished_run, two_rounds):
-    """Complete labels: the maxima in the held-out stripes set the threshold, 4 background patches per label;
-    incomplete: all maxima on labelled micrographs, weighted by the estimated labelled share, and 12."""
+def test_threshold_method_follows_label_completeness_and_both_sample_12_background_patches(finished_run, two_rounds):
+    """Complete labels: the maxima in the held-out stripes set the threshold; incomplete: all maxima on
+    labelled micrographs, weighted by the estimated labelled share. Both: 12 background patches per label."""
     complete = torch.load(finished_run[0] / "results/round_1/model/model.pt", weights_only=False)
     incomplete = torch.load(two_rounds[0] / "results/round_1/model/model.pt", weights_only=False)
     stripes = complete["auto_threshold"]
@@ -333,7 +333,7 @@ def test_threshold_method_and_background_follow_label_completeness(finished_run,
     assert "hard negatives" not in log and "of the particles)" in log
     counts = [json.loads(str(np.load(run[0] / "results/round_1/patches.npz")["meta"]))["counts"]
               for run in (finished_run, two_rounds)]
-    assert counts[0]["background"] == 4 * counts[0]["positive"]
+    assert counts[0]["background"] == 12 * counts[0]["positive"]
     assert counts[1]["background"] > 8 * counts[1]["positive"]
 
 
