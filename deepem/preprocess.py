@@ -76,7 +76,10 @@ def _surfaces(image, block, robust):
     gy, gx = np.meshgrid((np.arange(ny) + 0.5) / ny, (np.arange(nx) + 0.5) / nx, indexing="ij", sparse=True)
     surfaces = []
     for flag in robust:
-        coef = _robust_fit(basis, blocks, samples) if flag and samples else np.linalg.lstsq(basis, blocks, rcond=None)[0]
+        if flag and samples is not None:
+            coef = _robust_fit(basis, blocks, samples)
+        else:
+            coef = np.linalg.lstsq(basis, blocks, rcond=None)[0]
         surfaces.append(coef[0] + coef[1] * gx + coef[2] * gy + coef[3] * gx * gx + coef[4] * gx * gy + coef[5] * gy * gy)
     return surfaces
 
