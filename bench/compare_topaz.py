@@ -18,6 +18,8 @@ deepem's is its own automatic choice. Test micrographs are never used to choose 
 Scoring is deepem.metrics (Hungarian, 0.5 x diameter) for every tool. AP and best F1 rank every
 candidate: deepem's candidates.star (local maxima >= 0.05), Topaz's extract at -t -6 (its default).
 
+``--deepem-only`` runs deepem's stages alone (no Topaz venv), e.g. to rerun its rows on a new machine.
+
 Writes OUTDIR/comparison.tsv and OUTDIR/pr.png and prints the table; with --deepem-seeds K > 1
 also OUTDIR/seeds.tsv, and with --throughput N OUTDIR/throughput.tsv. Stages that finished in an
 earlier run of the same OUTDIR are reused with their recorded timings (delete OUTDIR to redo).
@@ -233,14 +235,20 @@ def main():
                              "the table then compares deepem with the trained Topaz only")
     parser.add_argument("--throughput", type=int, default=0, metavar="N",
                         help="also time preprocess + pick of N micrographs (the dataset's, cycled) per tool")
+    parser.add_argument("--deepem-only", action="store_true",
+                        help="run and score deepem's stages only, without Topaz or its venv (the table then has no "
+                             "Topaz rows and no ratios), e.g. to rerun deepem's rows or prepare bench/train_split_cv.sh "
+                             "on a new machine")
     args = parser.parse_args()
+    if args.deepem_only and args.throughput:
+        parser.error("--throughput times both tools; leave it out with --deepem-only")
 
     root = Path(args.dataset).resolve()
     spec = yaml.safe_load((root / "dataset.yaml").read_text())
     out = Path(args.outdir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     run = Runner(args.threads)
-    topaz = ensure_topaz()
+    topaz = None if args.deepem_only else ensure_topaz()
     deepem = Path(sys.executable).parent / "deepem"
     cfg = schema_defaults()
     px, diameter = spec["pixel_size"], spec["particle_diameter"]
@@ -274,16 +282,16 @@ def main():
         dp[split] = run(f"deepem preprocess {split}", preprocess_command(
                         deepem, [mics[n] for n in names], out / f"deepem/preprocessed/{split}", px, diameter, cfg, args),
                         out / f"stages/deepem_preprocess_{split}.json")
-    mrc, convert_s = mrc_copies(root, spec, train + test, out / "topaz/mrc")
-    if convert_s:
-        log(f"  [convert to MRC for Topaz] {convert_s:.1f} s for {len(mrc)} micrographs (not counted)")
-    tp = {}
-    for split, names in (("train", train), ("test", test)):
-        tp[split] = run(f"topaz preprocess {split}", topaz_preprocess_command(
-                        topaz, [mrc[n] for n in names], out / f"topaz/preprocessed/{split}", scale, args),
-                        out / f"stages/topaz_preprocess_{split}.json")
-    tpre = {s: [out / f"topaz/preprocessed/{s}/{Path(mrc[n]).stem}.mrc" for n in names]
-            for s, names in (("train", train), ("test", test))}
+    mrc, tp, tpre = {}, {}, {}
+    if topaz:
+        mrc, convert_s = mrc_copies(root, spec, train + test, out / "topaz/mrc")
+        if convert_s:
+            log(f"  [convert to MRC for Topaz] {convert_s:.1f} s for {len(mrc)} micrographs (not counted)")
+        for split, names in (("train", train), ("test", test)):
+            tp[split] = run(f"topaz preprocess {split}", topaz_preprocess_command(
+                            topaz, [mrc[n] for n in names], out / f"topaz/preprocessed/{split}", scale, args),
+                            out / f"stages/topaz_preprocess_{split}.json")
+            tpre[split] = [out / f"topaz/preprocessed/{split}/{Path(mrc[n]).stem}.mrc" for n in names]
 
     def topaz_extract(tag, model):
         recs = {}
@@ -299,7 +307,7 @@ def main():
 
     # -------- Topaz pretrained (label independent)
     pretrained_row = None
-    if not args.no_pretrained:
+    if topaz and not args.no_pretrained:
         log("topaz pretrained resnet16_u64")
         recs, thr, at, ranked = topaz_extract("pretrained", "resnet16_u64")
         metrics, curve = score(at, ranked, truth_test, radius)
@@ -367,6 +375,8 @@ def main():
 
         if pretrained_row:
             rows.append({"labels": label, **pretrained_row})
+        if not topaz:
+            continue
 
         # Topaz trained on the same labels
         tdir = d / f"topaz_{budget}"  # one folder per training budget, so that budgets never mix
@@ -519,8 +529,9 @@ def report(rows, curves, out, name, args):
     table["picks"] = table["picks"].astype("Int64")
     table.to_csv(out / "comparison.tsv", sep="\t", index=False, float_format="%.4g")
     with pd.option_context("display.width", 250, "display.max_columns", 40, "display.float_format", "{:.3g}".format):
-        log(f"\n{name}: threads {args.threads}, Topaz train {args.topaz_epochs} epochs x {args.topaz_epoch_size} "
-            f"updates (Topaz default 10 x 1000)\n{table.to_string(index=False)}\n")
+        topaz = "deepem only" if args.deepem_only else (
+            f"Topaz train {args.topaz_epochs} epochs x {args.topaz_epoch_size} updates (Topaz default 10 x 1000)")
+        log(f"\n{name}: threads {args.threads}, {topaz}\n{table.to_string(index=False)}\n")
     log(f"wrote {out / 'comparison.tsv'}")
 
     import matplotlib

@@ -4,7 +4,8 @@
 # half against their truth (deepem.metrics, one-to-one within half a diameter).
 #
 # usage: bench/train_split_cv.sh DATASET LABELS OUT SEED [CODE]
-#   DATASET  bgal or syn19hc (needs a finished `make bench`: it reuses bench/results/DATASET)
+#   DATASET  bgal or syn19hc (reuses bench/results/DATASET: a finished `make bench`, or on a new machine
+#            `python bench/compare_topaz.py ../shared/data/DATASET -o bench/results/DATASET --deepem-only`)
 #   LABELS   labels_1 (full labels: 12 background patches per label, trains with --mine) or labels_0.3
 #            (30 %: 12 per label, --calibrate), as the workflow's defaults do
 #   OUT      output directory
