@@ -264,8 +264,9 @@ def main():
     mics = {Path(f).stem: f for f in glob.glob(str(root / spec["micrographs"]))}
     log(f"{spec['name']}: {len(train)} train / {len(test)} test micrographs, {px} A/px, diameter {diameter} A; "
         f"match radius {radius:.1f} px; {args.threads} threads on cores {run.cores}")
-    log(f"Topaz: scale {scale} ({px * scale:.2f} A/px), extract radius {t_radius} px, train -n {n_expected}, "
-        f"{args.topaz_epochs} epochs x {args.topaz_epoch_size} updates; threshold from {len(thr_mics)} training mics")
+    if topaz:
+        log(f"Topaz: scale {scale} ({px * scale:.2f} A/px), extract radius {t_radius} px, train -n {n_expected}, "
+            f"{args.topaz_epochs} epochs x {args.topaz_epoch_size} updates; threshold from {len(thr_mics)} training mics")
 
     rows, curves, seed_rows = [], {}, []
 
