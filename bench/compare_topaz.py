@@ -18,7 +18,8 @@ deepem's is its own automatic choice. Test micrographs are never used to choose 
 Scoring is deepem.metrics (Hungarian, 0.5 x diameter) for every tool. AP and best F1 rank every
 candidate: deepem's candidates.star (local maxima >= 0.05), Topaz's extract at -t -6 (its default).
 
-``--deepem-only`` runs deepem's stages alone (no Topaz venv), e.g. to rerun its rows on a new machine.
+``--deepem-only`` runs deepem's stages alone (no Topaz venv), e.g. to rerun its rows on a new machine;
+its tables have no Topaz rows (a later run without it reuses Topaz's finished stages and restores them).
 
 Writes OUTDIR/comparison.tsv and OUTDIR/pr.png and prints the table; with --deepem-seeds K > 1
 also OUTDIR/seeds.tsv, and with --throughput N OUTDIR/throughput.tsv. Stages that finished in an
