@@ -16,19 +16,19 @@ from deepem.io import manifest
 from deepem.io.micrograph import read_micrograph
 from deepem.metrics import pairs
 from deepem.patches import extract, in_stripe
-from deepem.picking import CANDIDATE_FLOOR, candidates
+from deepem.picking import CANDIDATE_FLOOR, SPACING, candidates
 from deepem.progress import progress
 
 
-def _maxima(net, table, names, particle_px, device, floor, what):
-    """``(name, image, xy, scores)`` per named micrograph: its local maxima >= ``floor``, half a
-    diameter apart (picking's default spacing) and at least half a diameter inside the image."""
+def _maxima(net, table, names, particle_px, device, floor, what, spacing):
+    """``(name, image, xy, scores)`` per named micrograph: its local maxima >= ``floor``, ``spacing``
+    diameters apart (picking's spacing) and at least half a diameter inside the image."""
     for name in progress(sorted(names), what):
         image, _ = read_micrograph(manifest.working_path(table.loc[name]))
-        yield name, image, *candidates(net, image, 0.5 * particle_px, 0.5 * particle_px, floor, device=device)
+        yield name, image, *candidates(net, image, spacing * particle_px, 0.5 * particle_px, floor, device=device)
 
 
-def hard_negatives(net, table, positives, particle_px, device, holdout, per_positive=1.0, floor=0.1):
+def hard_negatives(net, table, positives, particle_px, device, holdout, per_positive=1.0, floor=0.1, spacing=SPACING):
     """Patches of the strongest maxima >= ``floor`` at least 0.75 diameter from every positive.
 
     At most ``per_positive`` x (labelled particles) per micrograph, strongest first; maxima
@@ -37,7 +37,7 @@ def hard_negatives(net, table, positives, particle_px, device, holdout, per_posi
     """
     box = net.arch.box
     patches = []
-    for name, image, xy, _ in _maxima(net, table, positives, particle_px, device, floor, "mine hard negatives"):
+    for name, image, xy, _ in _maxima(net, table, positives, particle_px, device, floor, "mine hard negatives", spacing):
         pos = positives[name]
         keep = (cKDTree(pos).query(xy)[0] >= 0.75 * particle_px) if len(xy) else np.zeros(0, bool)
         if name in holdout:
@@ -47,7 +47,9 @@ def hard_negatives(net, table, positives, particle_px, device, holdout, per_posi
     return np.concatenate(patches) if patches else np.zeros((0, box, box), np.float32)
 
 
-def label_hits(net, table, positives, particle_px, device, holdout=None, floor=CANDIDATE_FLOOR, background=None):
+def label_hits(
+    net, table, positives, particle_px, device, holdout=None, floor=CANDIDATE_FLOOR, background=None, spacing=SPACING
+):
     """``(hits, scores, n_labels)`` of the maxima on labelled micrographs, pooled over them.
 
     Maxima are matched one-to-one to the labels within half a diameter, as ``deepem evaluate``
@@ -61,7 +63,7 @@ def label_hits(net, table, positives, particle_px, device, holdout=None, floor=C
     radius = 0.5 * particle_px
     hits, scores, n_labels = [], [], 0
     names = [n for n in positives if holdout is None or n in holdout]
-    for name, _, xy, score in _maxima(net, table, names, particle_px, device, floor, "score labelled micrographs"):
+    for name, _, xy, score in _maxima(net, table, names, particle_px, device, floor, "score labelled micrographs", spacing):
         pos = positives[name]
         if background is not None:
             maps, floor_level, ceiling = background

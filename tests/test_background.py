@@ -14,7 +14,7 @@ from deepem.io import manifest
 from deepem.io.coords import read_by_micrograph, read_coordinates
 from deepem.io.micrograph import read_micrograph, write_mrc
 from deepem.metrics import match
-from deepem.picking import CANDIDATE_FLOOR, candidates
+from deepem.picking import CANDIDATE_FLOOR, candidates, label_spacing
 
 from conftest import run
 
@@ -113,6 +113,7 @@ def test_training_sets_the_bounds_from_the_labelled_particles_surroundings(on_ca
     floor, ceiling = background.bounds(values)
     assert ckpt["background_floor"] == pytest.approx(floor) and ckpt["background_floor"] < values[0].min()
     assert ckpt["background_ceiling"] == pytest.approx(ceiling) and ckpt["background_ceiling"] > values[1].max()
+    assert ckpt["min_distance"] == pytest.approx(label_spacing(labelled, 32)) and "diameter apart" in log
 
 
 def test_the_automatic_threshold_leaves_out_the_maxima_beyond_the_bounds(on_carbon):

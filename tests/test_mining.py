@@ -60,3 +60,13 @@ def test_hard_negatives_are_never_mined_in_the_held_out_stripe(monkeypatch):
     got = mining.hard_negatives(net, None, labels, 32, "cpu", {"a": (100, 200)})
     np.testing.assert_array_equal(got, mining.extract(image, maxima[1:], 8))
     assert len(mining.hard_negatives(net, None, labels, 32, "cpu", {})) == 3  # no stripe: all three
+
+
+def test_mining_and_calibration_take_maxima_at_the_spacing_they_are_given(monkeypatch):
+    seen = []
+    monkeypatch.setattr(mining, "_maxima", lambda *args: seen.append(args[-1]) or iter([]))
+    mining.label_hits(None, None, {"a": np.zeros((1, 2))}, 32, "cpu", spacing=0.43)
+    mining.hard_negatives(SimpleNamespace(arch=SimpleNamespace(box=48)), None, {"a": np.zeros((1, 2))}, 32, "cpu", {},
+                          spacing=0.41)
+    mining.label_hits(None, None, {"a": np.zeros((1, 2))}, 32, "cpu")
+    assert seen == [0.43, 0.41, 0.5]

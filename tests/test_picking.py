@@ -2,8 +2,14 @@ import numpy as np
 import pytest
 import torch
 
+from deepem.commands.common import parse_min_distance
+from deepem.errors import DeepEMError
+from deepem.io import manifest
+from deepem.io.coords import read_by_micrograph
 from deepem.model import STRIDE, DeepEMNet, design
-from deepem.picking import candidates, find_peaks, score_map, smoothed
+from deepem.picking import candidates, find_peaks, label_spacing, score_map, smoothed
+
+from conftest import run
 
 
 def test_find_peaks_keeps_maxima_at_least_min_distance_apart():
@@ -64,3 +70,57 @@ def test_candidates_rank_the_shift_averaged_map_in_modern_mode_only(mode):
     expected, raw = peaks(smoothed(raw_map, mode)), peaks(raw_map)
     assert len(s) > 5 and np.array_equal(xy, expected[0]) and np.array_equal(s, expected[1])
     assert (mode == "faithful") == (len(s) == len(raw[1]) and np.array_equal(s, raw[1]))
+
+
+def _grid_with_pairs(gap, pairs):
+    """200 labels 64 px apart (2 diameters at 32 px), with a partner ``gap`` px to the right of the first ``pairs``."""
+    grid = np.stack(np.meshgrid(np.arange(20), np.arange(10)), -1).reshape(-1, 2) * 64.0
+    return np.concatenate([grid, grid[:pairs] + [gap, 0]])
+
+
+@pytest.mark.parametrize(
+    "labelled, expected",
+    [
+        ({"a": _grid_with_pairs(14.0, 0)}, 0.5),  # spread out: the default, never more
+        ({"a": _grid_with_pairs(14.0, 1)}, 0.5),  # 2 of 201 labels (1 %) at 14 px: the quantile interpolates above
+        ({"a": _grid_with_pairs(14.0, 5)}, 14 / 32),  # 10 of 205 labels (5 %) have a neighbour 14 px away
+        ({"a": _grid_with_pairs(6.0, 5)}, 0.4),  # closer than 0.4 diameter: duplicates, not a packing
+        ({"a": np.zeros((1, 2)), "b": np.zeros((0, 2))}, 0.5),  # no neighbour to measure
+    ],
+)
+def test_label_spacing_is_the_labels_first_percentile_neighbour_distance_within_bounds(labelled, expected):
+    assert label_spacing(labelled, 32) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text, value", [("auto", 0.43), ("AUTO", 0.43), ("0.45", 0.45), (0.6, 0.6)])
+def test_parse_min_distance(text, value):
+    assert parse_min_distance(text, 0.43) == value
+
+
+@pytest.mark.parametrize("text", ["0", "-0.5", "nan", "half"])
+def test_parse_min_distance_refuses_what_is_not_a_positive_number(text):
+    with pytest.raises(DeepEMError, match="min-distance"):
+        parse_min_distance(text, 0.5)
+
+
+def test_pick_spaces_picks_by_the_models_stored_spacing_unless_told(finished_run, tmp_path):
+    results = finished_run[0] / "results"
+    ckpt = torch.load(results / "round_1/model/model.pt", weights_only=False)
+    assert ckpt["min_distance"] == 0.5  # the simulator places particles a diameter apart
+    ckpt["min_distance"] = 0.4
+    torch.save(ckpt, tmp_path / "model.pt")
+    shard = results / "preprocessed" / "1-of-3"
+    diameter_px = 150 / manifest.read([shard])["pixel_size"].iloc[0]
+    slack = STRIDE / ckpt["particle_px"]  # spacing holds on the score-map grid; sub-cell refinement moves each half a cell
+    gaps = {}
+    for spacing in ("auto", "0.5"):
+        log = run(["deepem", "pick", "--model", tmp_path / "model.pt", "--preprocessed", shard, "-o", tmp_path / spacing,
+                   "--min-distance", spacing]).stdout
+        assert ("0.400 diameter apart" if spacing == "auto" else "0.500 diameter apart") in log
+        gaps[spacing] = []
+        for xy, _ in read_by_micrograph(tmp_path / spacing / "candidates.star").values():
+            d = np.sqrt(((xy[:, None] - xy[None]) ** 2).sum(-1)) + np.eye(len(xy)) * 1e9
+            gaps[spacing] += list(d.min(1) / diameter_px)
+    assert min(gaps["auto"]) >= 0.4 - slack and min(gaps["0.5"]) >= 0.5 - slack
+    # the stored spacing lets through maxima that the default suppresses
+    assert len(gaps["auto"]) > len(gaps["0.5"]) and min(gaps["auto"]) < 0.5 - slack

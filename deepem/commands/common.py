@@ -61,6 +61,20 @@ def parse_threshold(text):
     return value
 
 
+def parse_min_distance(text, auto):
+    """The spacing in diameters a --min-distance value asks for: ``auto`` for 'auto', else the
+    positive number given."""
+    if str(text).lower() == "auto":
+        return auto
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise DeepEMError(f"--min-distance {text!r}: use 'auto' or a positive number of particle diameters")
+    return value
+
+
 def add_background_floor_arg(parser, what):
     parser.add_argument(
         "--background-floor", default="auto",

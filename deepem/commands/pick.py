@@ -2,7 +2,8 @@
 
 Loads the model once, scores each working image fully convolutionally (mean over the 4
 rotations, in small overlapping tiles; modern models average over small shifts too), keeps
-local maxima at least --min-distance diameters apart that score above the threshold and lie at
+local maxima at least --min-distance diameters apart (auto: the spacing training measured on the
+labels, else 0.5) that score above the threshold and lie at
 least --edge diameters inside the image (a box around them can be extracted), and writes
 OUTDIR/NAME.star per micrograph (even when empty; rlnCoordinateX/Y are centres in pixels of the
 ORIGINAL micrograph, x = column, y = row from the top-left) plus OUTDIR/candidates.star with
@@ -29,7 +30,7 @@ from deepem.io import manifest
 from deepem.io.atomic import atomic_directory
 from deepem.io.coords import MIC, picks_table, write_star
 from deepem.io.micrograph import read_micrograph
-from deepem.picking import CANDIDATE_FLOOR, TILE, candidates
+from deepem.picking import CANDIDATE_FLOOR, SPACING, TILE, candidates
 from deepem.progress import progress
 
 
@@ -38,7 +39,10 @@ def add_args(parser):
     parser.add_argument("--preprocessed", required=True, help="a preprocessing shard directory")
     parser.add_argument("-o", "--outdir", required=True, help="output directory")
     parser.add_argument("--threshold", default="auto", help="'auto' (the model's choice) or a score in (0, 1)")
-    parser.add_argument("--min-distance", type=float, default=0.5, help="in particle diameters (default 0.5)")
+    parser.add_argument(
+        "--min-distance", default="auto",
+        help=f"in particle diameters, or 'auto': the model's spacing from its labels, else {SPACING} (default auto)",
+    )
     parser.add_argument(
         "--edge", type=float, default=0.5, help="drop picks closer to the edge than this many diameters (default 0.5)"
     )
@@ -60,7 +64,8 @@ def main(args):
     threshold = common.parse_threshold(args.threshold) or ckpt["threshold"]
     background_floor = common.parse_background_floor(args.background_floor, ckpt.get("background_floor"))
     ceiling = ckpt.get("background_ceiling") if background_floor is not None else None  # models before 0.8: none
-    min_distance = args.min_distance * ckpt["particle_px"]
+    spacing = common.parse_min_distance(args.min_distance, ckpt.get("min_distance", SPACING))  # models before 0.10: none
+    min_distance = spacing * ckpt["particle_px"]
     edge = args.edge * ckpt["particle_px"]
     table = manifest.read([args.preprocessed])
     manifest.check_units(
@@ -93,6 +98,6 @@ def main(args):
         beyond = f"darker than {background_floor:.3f}" + ("" if ceiling is None else f" or more textured than {ceiling:.3f}")
         print(f"dropped {dark} maxima above the threshold on background {beyond} (carbon, thick ice)")
     print(
-        f"picked {total} particles in {len(table)} micrographs at threshold {threshold:.4f} "
+        f"picked {total} particles in {len(table)} micrographs at threshold {threshold:.4f}, {spacing:.3f} diameter apart "
         f"({elapsed:.1f} s, {len(table) / max(elapsed, 1e-9):.2f} micrographs/s) -> {args.outdir}"
     )

@@ -11,8 +11,11 @@ particles, is measured among the maxima down to the median hit; otherwise the be
 held-out patches. With --mine, a second stage adds hard negatives (see 'labelled micrographs'
 below). With --mine or --calibrate, the labelled particles' surroundings set the background floor
 and texture ceiling (see 'deepem pick'; --background-floor off, or a level for the floor, overrides
-them), and the automatic threshold leaves out the maxima beyond them, as picking does. A killed
-run resumes from its last epoch.
+them), and the automatic threshold leaves out the maxima beyond them, as picking does. They also set
+the distance between picks that the model stores for 'deepem pick --min-distance auto': the
+labels' 1st-percentile nearest-neighbour distance, within 0.4-0.5 diameter (mining and the
+automatic threshold take their maxima at that spacing too). A killed run resumes from its last
+epoch.
 
 Example:
     deepem train results/round_1/patches.npz -o results/round_1/model --mode modern --seed 1
@@ -31,6 +34,7 @@ from deepem.io import manifest
 from deepem.io.atomic import atomic_path, write_text
 from deepem.errors import DeepEMError
 from deepem.mining import hard_negatives, label_hits
+from deepem.picking import SPACING, label_spacing
 from deepem.training import RECIPES, best_f1_threshold, label_fraction, load_patches, rotation_averaged, train
 
 
@@ -103,6 +107,9 @@ def main(args):
         manifest.check_units(table, saved["units"], args.patches, "extract the patches again from these shards")
         dark = background_bounds(floor_choice, table, labelled, meta["particle_px"])
         saved["background_floor"], saved["background_ceiling"] = dark[1:] if dark else (None, None)
+        saved["min_distance"] = label_spacing(labelled, meta["particle_px"])
+        print(f"picks at least {saved['min_distance']:.3f} diameter apart: the labels' spacing (at most {SPACING})")
+    spacing = saved.get("min_distance", SPACING)
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     arch = common.architecture(meta["particle_px"], meta["box_scale"], args.mode)
@@ -112,7 +119,7 @@ def main(args):
     )
     holdout = meta.get("holdout", {})
     if args.mine:
-        hard = hard_negatives(net, table, labelled, meta["particle_px"], device, holdout)
+        hard = hard_negatives(net, table, labelled, meta["particle_px"], device, holdout, spacing=spacing)
         x = torch.cat([x, torch.from_numpy(hard)[:, None]])
         y = torch.cat([y, torch.zeros(len(hard))])
         val = torch.cat([val, torch.zeros(len(hard), dtype=torch.bool)])  # mined outside the held-out stripes
@@ -130,7 +137,9 @@ def main(args):
         f"precision {patches['precision']:.3f}, recall {patches['recall']:.3f}"
     )
     if args.mine and fixed is None:
-        hits, maxima, n_labels = label_hits(net, table, labelled, meta["particle_px"], device, holdout, background=dark)
+        hits, maxima, n_labels = label_hits(
+            net, table, labelled, meta["particle_px"], device, holdout, background=dark, spacing=spacing
+        )
         if n_labels:
             stripes = {"method": "held-out stripes", **best_f1_threshold(maxima, hits, n_labels)}
             choice = {**stripes, "maxima": len(maxima), "labels": n_labels, "patches": patches}
@@ -142,7 +151,9 @@ def main(args):
         else:
             print("the held-out stripes hold no label: the threshold comes from the held-out patches")
     if args.calibrate and fixed is None:
-        hits, maxima, n_labels = label_hits(net, table, labelled, meta["particle_px"], device, background=dark)
+        hits, maxima, n_labels = label_hits(
+            net, table, labelled, meta["particle_px"], device, background=dark, spacing=spacing
+        )
         if hits.any():
             share = label_fraction(maxima, hits)
             calibrated = best_f1_threshold(maxima, hits, n_labels, fraction=share)
