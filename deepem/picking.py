@@ -129,8 +129,9 @@ def label_spacing(labelled, particle_px):
     The labelled particles' nearest-neighbour distances on each micrograph, pooled: their
     1st percentile, within [0.4, 0.5] diameter. Densely packed particles that the user labelled
     closer than half a diameter apart then stay pickable side by side; partial labels, whose
-    neighbours are sparser, and spread-out particles keep the default 0.5. ``labelled`` is
-    ``{name: (N, 2) working-pixel centres}``.
+    neighbours are sparser, and spread-out particles keep the default 0.5. Labels closer than
+    0.4 diameter (a particle labelled twice, say) count like any pair: if over 1 % of the labels
+    have one, the spacing is 0.4. ``labelled`` is ``{name: (N, 2) working-pixel centres}``.
     """
     gaps = [cKDTree(xy).query(xy, k=2)[0][:, 1] for xy in labelled.values() if len(xy) > 1]
     if not gaps:

@@ -1,11 +1,15 @@
+import argparse
+
 import numpy as np
 import pytest
 import torch
 
+from deepem.commands import train as train_command
 from deepem.commands.common import parse_min_distance
+from deepem.dataset import load_labels
 from deepem.errors import DeepEMError
 from deepem.io import manifest
-from deepem.io.coords import read_by_micrograph
+from deepem.io.coords import picks_table, read_by_micrograph, read_coordinates, write_star
 from deepem.model import STRIDE, DeepEMNet, design
 from deepem.picking import candidates, find_peaks, label_spacing, score_map, smoothed
 
@@ -84,7 +88,7 @@ def _grid_with_pairs(gap, pairs):
         ({"a": _grid_with_pairs(14.0, 0)}, 0.5),  # spread out: the default, never more
         ({"a": _grid_with_pairs(14.0, 1)}, 0.5),  # 2 of 201 labels (1 %) at 14 px: the quantile interpolates above
         ({"a": _grid_with_pairs(14.0, 5)}, 14 / 32),  # 10 of 205 labels (5 %) have a neighbour 14 px away
-        ({"a": _grid_with_pairs(6.0, 5)}, 0.4),  # closer than 0.4 diameter: duplicates, not a packing
+        ({"a": _grid_with_pairs(6.0, 5)}, 0.4),  # closer than 0.4 diameter (duplicates?): never below 0.4
         ({"a": np.zeros((1, 2)), "b": np.zeros((0, 2))}, 0.5),  # no neighbour to measure
     ],
 )
@@ -124,3 +128,31 @@ def test_pick_spaces_picks_by_the_models_stored_spacing_unless_told(finished_run
     assert min(gaps["auto"]) >= 0.4 - slack and min(gaps["0.5"]) >= 0.5 - slack
     # the stored spacing lets through maxima that the default suppresses
     assert len(gaps["auto"]) > len(gaps["0.5"]) and min(gaps["auto"]) < 0.5 - slack
+
+
+def test_training_stores_the_labels_spacing_and_mines_and_calibrates_at_it(finished_run, tiny_dataset, tmp_path, monkeypatch):
+    results = finished_run[0] / "results"
+    shards = sorted(str(p) for p in (results / "preprocessed").glob("*-of-3"))
+    diameter_px = 150 / manifest.read(shards)["pixel_size"].iloc[0]
+    labels = []
+    for path in sorted((tiny_dataset / "labels").glob("*.star")):  # every 10th label gets a neighbour 0.45 diameter away
+        xy = read_coordinates(path)
+        labels.append(tmp_path / path.name)
+        write_star(labels[-1], picks_table(np.concatenate([xy, xy[::10] + [0.45 * diameter_px, 0]])))
+    seen = []
+
+    def spy(real):
+        return lambda *args, **kwargs: seen.append(kwargs["spacing"]) or real(*args, **kwargs)
+
+    monkeypatch.setattr(train_command, "hard_negatives", spy(train_command.hard_negatives))
+    monkeypatch.setattr(train_command, "label_hits", spy(train_command.label_hits))
+    parser = argparse.ArgumentParser()
+    train_command.add_args(parser)
+    train_command.main(parser.parse_args([
+        str(results / "round_1" / "patches.npz"), "--mine", *shards, "--positives", *map(str, labels),
+        "-o", str(tmp_path / "model"), "--epochs", "1", "--mine-epochs", "1", "--threads", "2",
+    ]))
+    ckpt = torch.load(tmp_path / "model" / "model.pt", weights_only=False)
+    expected = label_spacing(load_labels(labels, manifest.read(shards), "positive label"), ckpt["particle_px"])
+    assert 0.4 <= expected < 0.5 and ckpt["min_distance"] == pytest.approx(expected)
+    assert seen == [expected, expected]  # mining, then the held-out stripes' threshold

@@ -3,8 +3,8 @@
 Loads the model once, scores each working image fully convolutionally (mean over the 4
 rotations, in small overlapping tiles; modern models average over small shifts too), keeps
 local maxima at least --min-distance diameters apart (auto: the spacing training measured on the
-labels, else 0.5) that score above the threshold and lie at
-least --edge diameters inside the image (a box around them can be extracted), and writes
+labels, else 0.5) that score above the threshold and lie at least --edge diameters inside the
+image (a box around them can be extracted), and writes
 OUTDIR/NAME.star per micrograph (even when empty; rlnCoordinateX/Y are centres in pixels of the
 ORIGINAL micrograph, x = column, y = row from the top-left) plus OUTDIR/candidates.star with
 every local maximum above --floor, for precision-recall analysis. Maxima whose surroundings are
