@@ -107,9 +107,8 @@ def main(args):
         manifest.check_units(table, saved["units"], args.patches, "extract the patches again from these shards")
         dark = background_bounds(floor_choice, table, labelled, meta["particle_px"])
         saved["background_floor"], saved["background_ceiling"] = dark[1:] if dark else (None, None)
-        saved["min_distance"] = label_spacing(labelled, meta["particle_px"])
-        print(f"picks at least {saved['min_distance']:.3f} diameter apart: the labels' spacing (at most {SPACING})")
-    spacing = saved.get("min_distance", SPACING)
+        spacing = saved["min_distance"] = label_spacing(labelled, meta["particle_px"])  # mining and calibration too
+        print(f"picks at least {spacing:.3f} diameter apart: the labels' spacing (at most {SPACING})")
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     arch = common.architecture(meta["particle_px"], meta["box_scale"], args.mode)
