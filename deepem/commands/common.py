@@ -49,16 +49,23 @@ def resolve_device(name):
     return torch.device(name)
 
 
-def parse_threshold(text):
-    if text == "auto":
-        return None
+def _number(text, option, allowed, low=-math.inf, high=math.inf):
+    """``text`` as a finite number strictly between ``low`` and ``high``, or a DeepEMError naming
+    ``option`` and what it ``allowed``."""
     try:
         value = float(text)
     except ValueError:
-        value = -1
-    if not 0 < value < 1:
-        raise DeepEMError(f"threshold {text!r}: use 'auto' or a number between 0 and 1")
+        value = math.nan
+    if not (math.isfinite(value) and low < value < high):
+        raise DeepEMError(f"{option} {text!r}: use {allowed}")
     return value
+
+
+def parse_threshold(text):
+    """The score threshold a --threshold value asks for: None (the model's own) for 'auto'."""
+    if text == "auto":
+        return None
+    return _number(text, "threshold", "'auto' or a number between 0 and 1", low=0, high=1)
 
 
 def parse_min_distance(text, auto):
@@ -66,13 +73,7 @@ def parse_min_distance(text, auto):
     positive number given."""
     if str(text).lower() == "auto":
         return auto
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (math.isfinite(value) and value > 0):
-        raise DeepEMError(f"--min-distance {text!r}: use 'auto' or a positive number of particle diameters")
-    return value
+    return _number(text, "--min-distance", "'auto' or a positive number of particle diameters", low=0)
 
 
 def add_background_floor_arg(parser, what):
@@ -90,13 +91,7 @@ def parse_background_floor(text, auto):
         return auto
     if text.lower() in ("off", "false"):  # YAML reads a config's off as false
         return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not math.isfinite(value):
-        raise DeepEMError(f"--background-floor {text!r}: use 'auto', 'off' or a finite number")
-    return value
+    return _number(text, "--background-floor", "'auto', 'off' or a finite number")
 
 
 MAPS = {"faithful": (6, 12, 12), "modern": (12, 24, 24)}
