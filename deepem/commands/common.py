@@ -62,7 +62,7 @@ def _number(text, option, allowed, low=-math.inf, high=math.inf):
 
 
 def parse_threshold(text):
-    """The score threshold a --threshold value asks for: None (the model's own) for 'auto'."""
+    """The score threshold a --threshold value asks for: None for 'auto' (the automatic threshold)."""
     if text == "auto":
         return None
     return _number(text, "threshold", "'auto' or a number between 0 and 1", low=0, high=1)
