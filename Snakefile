@@ -7,6 +7,8 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+if isinstance(config.get("corrections"), dict):  # YAML reads the README's `1: "..."` as the number 1
+    config["corrections"] = {str(k): v for k, v in config["corrections"].items()}
 validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
 
 

@@ -39,7 +39,8 @@ def expand(pattern_or_list, what):
             files.append(item)
         else:
             raise DeepEMError(f"{item}: {what} file not found; check the path in the config")
-    return [os.path.abspath(f) for f in files]  # absolute, symlinks kept: the paths RELION and the user know
+    # absolute, symlinks kept (the paths RELION and the user know); a file that two patterns match, once
+    return list(dict.fromkeys(os.path.abspath(f) for f in files))
 
 
 def micrograph_names(paths):

@@ -7,6 +7,7 @@ learning rate 1, batch 50, 20 epochs, every patch in its 4 rotations (the paper)
 of the weights over about the last fifth of the updates (see :func:`weight_average`).
 """
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -119,6 +120,16 @@ def _loss(net, logits, y):
     return F.binary_cross_entropy_with_logits(logits, y)
 
 
+def _fingerprint(arch, mode, seed, epochs, tensors, start):
+    """What a checkpoint must have been trained on to be resumed: the settings, the patches and
+    labels, and the weights and history a continued training starts from."""
+    digest = hashlib.blake2b(repr((arch, mode, seed, epochs, len(start[1]) if start else 0)).encode(), digest_size=16)
+    weights = list(start[0].state_dict().values()) if start else []
+    for tensor in [*tensors, *weights]:
+        digest.update(tensor.detach().cpu().contiguous().numpy())
+    return digest.hexdigest()
+
+
 def train(arch, mode, x, y, val, seed, device, epochs=None, checkpoint=None, log=print, start=None):
     """Train for ``epochs``; returns ``(net, history)``. ``checkpoint`` (a path) makes it resumable.
 
@@ -143,8 +154,12 @@ def train(arch, mode, x, y, val, seed, device, epochs=None, checkpoint=None, log
     history = list(start[1]) if start else []
     average = weight_average(net, epochs * (len(yt) // recipe.batch)) if mode == "modern" else None
     start_epoch, epochs = len(history), len(history) + epochs
-    if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=False)
+    run = _fingerprint(arch, mode, seed, epochs, (x, y, val), start) if checkpoint is not None else None
+    state = torch.load(checkpoint, weights_only=False) if checkpoint is not None and checkpoint.exists() else None
+    if state is not None and state.get("run") != run:
+        log(f"{checkpoint} is from a training run with other settings or patches: starting afresh")
+        state = None
+    if state is not None:
         net.load_state_dict(state["net"])
         optimiser.load_state_dict(state["optimiser"])
         if average is not None:
@@ -187,7 +202,8 @@ def train(arch, mode, x, y, val, seed, device, epochs=None, checkpoint=None, log
             tmp = checkpoint.with_name(checkpoint.name + ".tmp")
             torch.save(
                 {"net": net.state_dict(), "optimiser": optimiser.state_dict(), "generator": generator.get_state(),
-                 "history": history, "epoch": epoch + 1, "average": None if average is None else average.state_dict()},
+                 "history": history, "epoch": epoch + 1, "average": None if average is None else average.state_dict(),
+                 "run": run},
                 tmp,
             )
             tmp.replace(checkpoint)

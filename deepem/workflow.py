@@ -25,7 +25,12 @@ class Dataset:
 
     def shard(self, item):
         """Names of the micrographs of scatter item ``'k-of-n'``."""
-        k = int(str(item).split("-of-")[0])
+        k, n = map(int, str(item).split("-of-"))
+        if n != len(self.shard_names):  # snakemake --set-scatter shard=n: a split the config did not make
+            raise DeepEMError(
+                f"shard {item}: the config splits the micrographs into {len(self.shard_names)} shards; "
+                "set 'shards' in the config (--config shards=N) instead of --set-scatter"
+            )
         return self.shard_names[k - 1]
 
     def gallery(self, count):

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -55,3 +57,12 @@ def test_background_ratio_auto_is_12_for_any_labels_and_a_number_passes_through(
     assert background_ratio({"background_ratio": "auto", "labels": {"complete": True}}) == 12
     assert background_ratio({"background_ratio": "auto", "labels": {"complete": False}}) == 12
     assert background_ratio({"background_ratio": 7.5, "labels": {"complete": False}}) == 7.5
+
+
+def test_a_file_that_two_patterns_match_is_listed_once(tmp_path):
+    from deepem.dataset import expand
+
+    for name in ("mic_1_autopick.star", "mic_2_autopick.star"):
+        (tmp_path / name).write_text("")
+    files = expand([str(tmp_path / "mic_1*.star"), str(tmp_path / "*_autopick.star")], "label")
+    assert [Path(f).name for f in files] == ["mic_1_autopick.star", "mic_2_autopick.star"]

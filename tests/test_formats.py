@@ -261,3 +261,43 @@ def test_labels_from_a_merged_file_and_per_micrograph_files_are_the_same():
     assert sorted(merged) == ["mic_a", "mic_b"] and sorted(single) == ["mic_a"]
     with pytest.raises(DeepEMError, match="mic_a_deepem.box: 3 coordinates outside the 1000 x 100 micrograph"):
         load_labels([DATA / "mic_a_deepem.box"], table.assign(height=100), "positive label")
+
+
+def test_convert_leaves_a_folder_of_the_users_files_alone(relion_project, tmp_path):
+    """EMAN2 users keep .box files beside their micrographs: --to box into that folder must not replace it."""
+    mics = tmp_path / "mics"
+    mics.mkdir()
+    (mics / "mic_a.mrc").write_bytes(b"the user's micrograph")
+    result = run(["deepem", "convert", str(DATA / "mic_a.box"), "--to", "box", "--box-size", "64", "-o", str(mics)],
+                 check=False)
+    assert result.returncode == 2 and "holds files that deepem did not write" in result.stderr
+    assert [p.name for p in mics.iterdir()] == ["mic_a.mrc"]
+
+
+def test_relion_index_is_relative_to_a_project_reached_through_a_link(relion_project, tmp_path):
+    link = tmp_path / "project"
+    link.symlink_to(relion_project)
+    run(["deepem", "convert", str(DATA / "topaz_picks.txt"), "--micrographs", str(link / "MotionCorr/job002/Movies/*.mrc"),
+         "--to", "relion-dir", "-o", str(link / "linked"), "--relion-project", str(link)])
+    index = starfile.read(relion_project / "linked" / "autopick.star")
+    assert index["rlnMicrographCoordinates"].tolist() == ["linked/coordinates/mic_a_autopick.star",
+                                                          "linked/coordinates/mic_b_autopick.star"]
+    assert index["rlnMicrographName"].tolist() == ["MotionCorr/job002/Movies/mic_a.mrc", "MotionCorr/job002/Movies/mic_b.mrc"]
+    assert all((relion_project / path).is_file() for path in index["rlnMicrographCoordinates"])
+
+
+def test_convert_input_quirks_users_have(tmp_path):
+    """An empty per-micrograph file, a file given twice, Excel's byte-order mark, a row naming no micrograph."""
+    (tmp_path / "mic_a.box").write_text("100 200 64 64 0.9\n")
+    (tmp_path / "mic_b.box").write_text("")
+    run(["deepem", "convert", str(tmp_path / "mic_a.box"), str(tmp_path / "mic_b.box"), str(tmp_path / "mic_a.box"),
+         "--to", "csv", "-o", str(tmp_path / "out.csv")])
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert out.columns.tolist() == ["micrograph", "x", "y", "score"] and len(out) == 1
+    (tmp_path / "bom.csv").write_bytes("x,y,micrograph\n1,2,mic_a\n".encode("utf-8-sig"))
+    run(["deepem", "convert", str(tmp_path / "bom.csv"), "--to", "csv", "-o", str(tmp_path / "bom_out.csv")])
+    assert pd.read_csv(tmp_path / "bom_out.csv")[["x", "y"]].to_numpy().tolist() == [[1, 2]]
+    (tmp_path / "blank.csv").write_text("micrograph,x,y\nmic_a,1,2\n,3,4\n")
+    result = run(["deepem", "convert", str(tmp_path / "blank.csv"), "--to", "csv", "-o", str(tmp_path / "b.csv")],
+                 check=False)
+    assert result.returncode == 2 and "blank.csv: rows without a micrograph name: 1 (the first is row 2)" in result.stderr

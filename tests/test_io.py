@@ -4,7 +4,8 @@ import pytest
 from PIL import Image
 
 from deepem.errors import DeepEMError
-from deepem.io.coords import SCORE, X, Y, picks_table, read_coordinates, read_star_table, write_star
+from deepem.io.atomic import MARKER, atomic_directory
+from deepem.io.coords import SCORE, X, Y, picks_table, read_by_micrograph, read_coordinates, read_star_table, write_star
 from deepem.io.coords.star import star_writer
 from deepem.io import manifest
 from deepem.io.micrograph import read_micrograph, write_mrc
@@ -75,8 +76,10 @@ def _bad_mrcs(tmp):
     write_mrc(tmp / "nan.mrc", nan, 1.0)
     with mrcfile.new(tmp / "movie.mrc") as m:
         m.set_data(np.zeros((5, 64, 64), np.float32))
+    frames = [Image.fromarray(np.zeros((64, 64), np.uint16)) for _ in range(5)]
+    frames[0].save(tmp / "movie.tif", save_all=True, append_images=frames[1:])
     return {"truncated.mrc": "not a readable MRC", "text.mrc": "not a readable MRC", "nan.mrc": "NaN",
-            "movie.mrc": "motion-correct first", "missing.mrc": "not found"}
+            "movie.mrc": "motion-correct first", "movie.tif": "a stack of 5 frames", "missing.mrc": "not found"}
 
 
 def test_bad_micrographs_give_one_line_errors(tmp_path):
@@ -141,3 +144,40 @@ def test_manifest_units_old_mixed_unknown_and_missing(tmp_path):
     with pytest.raises(DeepEMError, match="in units 'lux', which this deepem version does not know"):
         manifest.check_units(manifest.read([new]), "lux", "m.pt", "FIX")
     manifest.check_units(manifest.read([new]).iloc[:0], "spread", "m.pt", "FIX")  # no micrograph: nothing to refuse
+
+
+def test_an_output_directory_is_replaced_only_when_deepem_wrote_it(tmp_path, monkeypatch):
+    """atomic_directory replaces its directory whole, so it refuses one holding the user's files."""
+    theirs = tmp_path / "mics"
+    theirs.mkdir()
+    (theirs / "important.mrc").write_text("the user's")
+    with pytest.raises(DeepEMError, match="holds files that deepem did not write"):
+        with atomic_directory(theirs) as tmp:
+            (tmp / "a.box").write_text("new")
+    assert [p.name for p in theirs.iterdir()] == ["important.mrc"]
+    ours = tmp_path / "out"
+    for text in ("first", "second"):  # new, then an earlier output of its own: replaced
+        with atomic_directory(ours) as tmp:
+            (tmp / "a.box").write_text(text)
+    assert (ours / "a.box").read_text() == "second" and (ours / MARKER).exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with atomic_directory(empty) as tmp:
+        (tmp / "a.box").write_text("x")
+    monkeypatch.chdir(ours)
+    with pytest.raises(DeepEMError, match="not the current directory"):
+        with atomic_directory("."):
+            pass
+    assert (ours / "a.box").read_text() == "second"
+
+
+def test_merged_picks_route_bare_names_with_dots_whole_and_need_scores(tmp_path):
+    (tmp_path / "p.star").write_text(
+        "data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n_rlnAutopickFigureOfMerit #3\n_rlnMicrographName #4\n"
+        "1 2 0.9 mic.001\n3 4 0.8 mic.002\n5 6 0.7 Movies/mic.002.mrc\n"
+    )
+    picks = read_by_micrograph(tmp_path / "p.star")
+    assert sorted(picks) == ["mic.001", "mic.002"] and len(picks["mic.002"][0]) == 2
+    (tmp_path / "u.star").write_text("data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n_rlnMicrographName #3\n1 2 m\n")
+    with pytest.raises(DeepEMError, match="u.star: no rlnAutopickFigureOfMerit column"):
+        read_by_micrograph(tmp_path / "u.star")

@@ -91,6 +91,28 @@ def test_gather_refuses_when_a_pick_file_is_missing(finished_run, tmp_path):
     assert not (tmp_path / "m.star").exists()
 
 
+def test_gather_writes_nothing_when_a_shard_has_no_candidates(finished_run, tmp_path):
+    tmp, _ = finished_run
+    shards = tmp_path / "picks"
+    shutil.copytree(tmp / "results" / "round_1" / "picks", shards)
+    victim = sorted(shards.glob("*/candidates.star"))[1]
+    victim.unlink()
+    outputs = {"-o": tmp_path / "m.star", "--csv": tmp_path / "m.csv", "--candidates": tmp_path / "c.star",
+               "--relion-dir": tmp_path / "relion"}
+    result = run(["deepem", "gather", "--picks", *map(str, sorted(shards.iterdir())), "--preprocessed",
+                  *map(str, sorted((tmp / "results" / "preprocessed").iterdir())),
+                  *[str(a) for pair in outputs.items() for a in pair]], check=False)
+    assert result.returncode == 2 and f"{victim}: missing (1 shards); rerun the pick step" in result.stderr
+    assert not [path for path in outputs.values() if path.exists()]
+    victim.write_text("data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n1 2\n")  # no score: found while writing
+    result = run(["deepem", "gather", "--picks", *map(str, sorted(shards.iterdir())), "--preprocessed",
+                  *map(str, sorted((tmp / "results" / "preprocessed").iterdir())),
+                  *[str(a) for pair in outputs.items() for a in pair]], check=False)
+    assert result.returncode == 2 and f"{victim}: no rlnMicrographName column" in result.stderr
+    assert not list(tmp_path.glob("m.*")) and not list(tmp_path.glob("c.*"))
+    assert not [path for path in (tmp_path / "relion").rglob("*") if path.is_file()]  # at most its empty folder
+
+
 def test_corrupt_model_is_a_clear_error(finished_run, tmp_path):
     tmp, _ = finished_run
     (tmp_path / "model.pt").write_bytes(b"\x00garbage" * 100)

@@ -61,6 +61,27 @@ def test_resume_from_checkpoint_matches_uninterrupted(tmp_path, mode):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_a_checkpoint_of_other_settings_or_patches_is_not_resumed(tmp_path):
+    """A run killed before a config change leaves its checkpoint; the rerun must train afresh."""
+    x, y, val = _toy_patches()
+    arch, quiet = design(40), (lambda *_: None)
+    ckpt = tmp_path / "c.pt"
+    with pytest.raises(Killed):
+        train(arch, "modern", x, y, val, seed=2, device="cpu", epochs=4, checkpoint=ckpt, log=_kill_at(3))
+    for change in ({"seed": 5}, {"x": x.flip(-1)}):
+        given = {"x": x, "seed": 2, **change}
+        fresh, _ = train(arch, "modern", given["x"], y, val, seed=given["seed"], device="cpu", epochs=4, log=quiet)
+        messages = []
+        rerun, history = train(arch, "modern", given["x"], y, val, seed=given["seed"], device="cpu", epochs=4,
+                               checkpoint=tmp_path / "c.pt", log=messages.append)
+        assert any("other settings or patches: starting afresh" in m for m in messages)
+        assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+        for a, b in zip(fresh.state_dict().values(), rerun.state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        with pytest.raises(Killed):  # leave the seed-2 checkpoint for the next change again
+            train(arch, "modern", x, y, val, seed=2, device="cpu", epochs=4, checkpoint=ckpt, log=_kill_at(3))
+
+
 def test_weight_average_is_an_exponential_average_with_a_span_of_a_fifth_of_the_updates():
     net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
     average = weight_average(net, updates=50)  # time constant 10 updates: each update moves it 1/10 of the way

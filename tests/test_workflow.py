@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import mrcfile
 import starfile
+import yaml
 import torch
 
 from conftest import run, snakemake, write_config
@@ -362,6 +363,26 @@ def test_one_more_round_reruns_only_that_round(two_rounds):
     assert wildcard_rounds == {"2", "3"}  # round 2 only for its verification, new with round 3
     assert "preprocess" not in jobs
     assert jobs.count("train") == 1 and jobs.count("verify") == 1
+
+
+def test_corrections_keyed_by_round_number_as_the_readme_writes_them(two_rounds, tmp_path):
+    tmp, config = two_rounds
+    corrected = tmp_path / "corrected"
+    corrected.mkdir()
+    (corrected / "demo_000.star").write_text("data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n100 200\n")
+    settings = yaml.safe_load(config.read_text())
+    settings["corrections"] = {1: str(corrected / "*.star")}  # YAML writes `1:`, read back as the number 1
+    mine = tmp_path / "config.yaml"
+    mine.write_text(yaml.safe_dump(settings))
+    assert "\n  1: " in mine.read_text()
+    dry = snakemake(mine, "-n", "-p")
+    assert f"--corrections {corrected / 'demo_000.star'}" in dry.stdout
+
+
+def test_set_scatter_is_refused_rather_than_dropping_micrographs(tiny_dataset, tmp_path):
+    dry = snakemake(write_config(tmp_path, tiny_dataset), "-n", "--set-scatter", "shard=2", check=False)
+    assert dry.returncode != 0
+    assert "the config splits the micrographs into 3 shards; set 'shards' in the config" in dry.stdout + dry.stderr
 
 
 def test_rule_logs_have_whole_progress_lines_with_the_rate(finished_run):

@@ -22,6 +22,7 @@ Example:
     deepem convert deepem_boxes/*.box --flip-y --height 4096 --to csv -o picks.csv
 """
 
+import os
 from pathlib import PurePath
 
 import numpy as np
@@ -31,7 +32,7 @@ from deepem.dataset import expand, micrograph_names, route_labels
 from deepem.errors import DeepEMError
 from deepem.io.coords import MIC, SCORE, X, Y, read_picks
 from deepem.io.coords.formats import READERS, WRITERS, WriteOptions, box_size, micrograph_centres, open_writers
-from deepem.io.micrograph import SUFFIXES, read_header
+from deepem.io.micrograph import name_of, read_header
 from deepem.patches import check_inside
 
 RELION_PICK_SUFFIXES = ("_autopick", "_manualpick")
@@ -69,12 +70,6 @@ def micrograph_table(patterns, pixel_size):
     return table
 
 
-def name_from_entry(entry):
-    """A micrograph name from a micrograph column entry: its file name less a micrograph extension."""
-    path = PurePath(str(entry))
-    return path.stem if path.suffix.lower() in SUFFIXES else path.name
-
-
 def name_from_file(path):
     """The micrograph a per-micrograph file is named after: NAME.box, NAME_autopick.star -> NAME."""
     stem = PurePath(path).stem
@@ -88,7 +83,7 @@ def route_by_content(files, fmt):
         table = read_picks(path, fmt)
         if MIC in table.columns:
             for entry, group in table.groupby(MIC):
-                routed.setdefault(name_from_entry(entry), []).append((path, group, str(entry)))
+                routed.setdefault(name_of(entry), []).append((path, group, str(entry)))
         else:
             routed.setdefault(name_from_file(path), []).append((path, table, None))
     return routed
@@ -110,7 +105,8 @@ def collect(args, mics):
         height = args.height if row is None else row["height"]
         xy, scores, source = [], [], None
         for path, picks, entry in routed[name]:
-            if args.min_score is not None:
+            empty = len(picks) == 0  # a file with no particles says nothing about scores
+            if args.min_score is not None and not empty:
                 if SCORE not in picks.columns:
                     raise DeepEMError(f"{path}: --min-score needs scores, and this file has none")
                 picks = picks[picks[SCORE] >= args.min_score]
@@ -118,7 +114,7 @@ def collect(args, mics):
             if row is not None:
                 check_inside(centres, (row["height"], row["width"]), path)
             xy.append(centres)
-            scores.append(picks[SCORE].to_numpy(float) if SCORE in picks.columns else None)
+            scores.append(np.zeros(0) if empty else picks[SCORE].to_numpy(float) if SCORE in picks.columns else None)
             source = source or entry
             if args.to in ("relion-dir", "cryosparc") and source is None:
                 raise DeepEMError(
@@ -141,6 +137,10 @@ def write_options(args, mics, picks):
 
 
 def main(args):
+    once = {}
+    for path in args.inputs:  # a file given twice (or by two spellings) counts once
+        once.setdefault(os.path.abspath(path), path)
+    args.inputs = list(once.values())
     mics = micrograph_table(args.micrographs, args.pixel_size) if args.micrographs else None
     picks = collect(args, mics)
     with open_writers({args.to: args.output}, write_options(args, mics, picks)) as add:

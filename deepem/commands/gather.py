@@ -78,15 +78,24 @@ def main(args):
     files = locate(list(table.index), args.picks, "{name}.star")
     targets = {"relion": args.output, "relion-dir": args.relion_dir, "cryosparc": args.cryosparc,
                "box": args.box, "topaz": args.topaz, "csv": args.csv}
+    candidates = [Path(d) / "candidates.star" for d in args.picks] if args.candidates else []
+    lost = [str(c) for c in candidates if not c.is_file()]
+    if lost:
+        raise DeepEMError(f"{lost[0]}: missing ({len(lost)} shards); rerun the pick step for them")
     total = 0
     with open_writers({k: v for k, v in targets.items() if v}, export_options(args, table)) as add:
         for name, path in files.items():
             picks = read_star_table(path)
             add(name, table.loc[name, "source"], picks)
             total += len(picks)
-    if args.candidates:
-        with star_writer(args.candidates, [MIC, X, Y, SCORE]) as append:
-            for d in args.picks:
-                append(read_star_table(Path(d) / "candidates.star"))
+        if candidates:  # inside the writers' block: an unreadable shard leaves no output at all
+            with star_writer(args.candidates, [MIC, X, Y, SCORE]) as append:
+                for path in candidates:
+                    shard = read_star_table(path)
+                    lacking = [c for c in (MIC, X, Y, SCORE) if c not in shard.columns]
+                    if len(shard) and lacking:
+                        raise DeepEMError(f"{path}: no {lacking[0]} column; rerun the pick step for this shard")
+                    if len(shard):
+                        append(shard)
     n = len(table)
     print(f"gathered {total} particles from {n} micrographs ({total / max(n, 1):.1f} per micrograph) -> {args.output}")

@@ -25,7 +25,6 @@ import pandas as pd
 from deepem import model
 from deepem.background import kept, read_maps, values_at
 from deepem.commands import common
-from deepem.errors import DeepEMError
 from deepem.io import manifest
 from deepem.io.atomic import atomic_directory
 from deepem.io.coords import MIC, picks_table, write_star

@@ -9,6 +9,8 @@ import os
 import shutil
 from pathlib import Path
 
+from deepem.errors import DeepEMError
+
 
 def _temporary(path):
     return path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
@@ -28,10 +30,33 @@ def atomic_path(path):
             tmp.unlink()
 
 
+MARKER = ".deepem-output"  # in every directory atomic_directory writes: the sign that it may replace it
+
+
+def _check_replaceable(path):
+    """Refuse to replace a directory deepem did not write: it replaces its output directories whole."""
+    if Path.cwd().resolve().is_relative_to(path.resolve()):
+        raise DeepEMError(f"{path}: deepem replaces its output directory whole; give one that is not the current directory")
+    if path.is_symlink():
+        raise DeepEMError(f"{path}: a symbolic link; give the directory it points to, or a new one")
+    if path.exists() and not path.is_dir():
+        raise DeepEMError(f"{path}: not a directory; give a new directory for the output")
+    if path.is_dir() and any(path.iterdir()) and not (path / MARKER).exists():
+        raise DeepEMError(
+            f"{path}: holds files that deepem did not write, and deepem replaces its output directory whole; "
+            "give a new or empty directory (an output of deepem 0.10 or older: remove it first)"
+        )
+
+
 @contextlib.contextmanager
 def atomic_directory(path):
-    """Yield a fresh temporary directory; it replaces ``path`` only if the block succeeds."""
-    path = Path(path)
+    """Yield a fresh temporary directory; it replaces ``path`` only if the block succeeds.
+
+    ``path`` must be new, empty or an earlier output of this function (it holds ``MARKER``), so
+    that a mistyped output directory never deletes the user's files.
+    """
+    _check_replaceable(Path(path))
+    path = Path(path).absolute()  # '.' has no name to put a temporary one beside
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a killed earlier attempt
         shutil.rmtree(stale, ignore_errors=True)
@@ -39,6 +64,7 @@ def atomic_directory(path):
     tmp.mkdir()
     try:
         yield tmp
+        (tmp / MARKER).touch()
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

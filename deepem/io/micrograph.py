@@ -19,6 +19,13 @@ IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
 SUFFIXES = MRC_SUFFIXES | IMAGE_SUFFIXES
 
 
+def name_of(entry):
+    """A micrograph's name from a micrograph column entry: its file name less a micrograph extension
+    (``Movies/mic.001.mrc`` and ``mic.001`` both name ``mic.001``)."""
+    path = Path(str(entry))
+    return path.stem if path.suffix.lower() in SUFFIXES else path.name
+
+
 def read_micrograph(path):
     """Return ``(image, pixel_size)``; pixel_size is the MRC header's Å/px or None when absent."""
     path = Path(path)
@@ -74,6 +81,9 @@ def _read_mrc(path):
 def _read_image(path):
     try:
         with Image.open(path) as img:
+            frames = getattr(img, "n_frames", 1)
+            if frames > 1:
+                raise DeepEMError(f"{path}: a stack of {frames} frames, not a 2-D micrograph; motion-correct first")
             img.load()
             if img.mode in ("RGB", "RGBA", "P", "LA"):
                 img = img.convert("L")

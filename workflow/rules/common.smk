@@ -38,6 +38,15 @@ def shard_mem_mb(wildcards, input, attempt):
     return preprocess_mem_mb(input, attempt)
 
 
+def by_attempt(base):
+    """A fixed request that grows with each retry, as the shards' do: base, then 2 x, then 3 x."""
+
+    def request(wildcards, attempt):
+        return base * attempt
+
+    return request
+
+
 def shard_runtime(wildcards, attempt):
     """Time grows with the number of micrographs in the shard, and with each retry."""
     return runtime_min(len(DATASET.shard(wildcards.scatteritem)), attempt)

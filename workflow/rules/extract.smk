@@ -12,8 +12,8 @@ rule extract:
         f"{BENCH}/round_{{round}}/extract.tsv"
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=by_attempt(8000),
+        runtime=by_attempt(60),
     params:
         diameter=config["particle_diameter"],
         particle_px=config["particle_px"],

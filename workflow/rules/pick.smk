@@ -10,7 +10,7 @@ rule pick:
         f"{BENCH}/round_{{round}}/pick/{{scatteritem}}.tsv"
     threads: config["threads"]
     resources:
-        mem_mb=4000,
+        mem_mb=by_attempt(4000),
         runtime=shard_runtime,
         gpu=device_resources(),
     params:

@@ -18,8 +18,8 @@ rule train:
         f"{BENCH}/round_{{round}}/train.tsv"
     threads: config["threads"]
     resources:
-        mem_mb=8000,
-        runtime=240,
+        mem_mb=by_attempt(8000),
+        runtime=by_attempt(240),
         gpu=device_resources(),
     params:
         outdir=subpath(output.model, parent=True),

@@ -12,8 +12,8 @@ rule verify:
         f"{BENCH}/round_{{round}}/verify.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=by_attempt(4000),
+        runtime=by_attempt(60),
     params:
         diameter=config["particle_diameter"],
         version=VERSION,

@@ -31,7 +31,7 @@ HEAD_LINES = 200
 
 def _lines(path):
     """Stripped lines that are neither blank nor ``#`` comments."""
-    with open(path, errors="replace") as fh:
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:  # -sig: Excel's byte-order mark
         for line in fh:
             line = line.strip()
             if line and not line.startswith("#"):
@@ -100,6 +100,6 @@ def names_micrographs(path):
     if fmt == "relion":
         return MIC in _star_coordinate_labels(path)
     if fmt == "csv":
-        with open(path, errors="replace") as fh:
+        with open(path, encoding="utf-8-sig", errors="replace") as fh:  # -sig: Excel's byte-order mark
             return MIC in csv_table.canonical_columns(fh.readline().split(",")).values()
     return fmt == "topaz"

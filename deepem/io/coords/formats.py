@@ -15,7 +15,7 @@ import pandas as pd
 
 from deepem.errors import DeepEMError
 from deepem.io.coords import cryolo, cryosparc, csv_table, eman, relion, topaz
-from deepem.io.coords.columns import PIXEL_SIZE, SCORE, X, Y
+from deepem.io.coords.columns import MIC, PIXEL_SIZE, SCORE, X, Y
 from deepem.io.coords.detect import detect, sniff
 
 READERS = {"relion": relion.read, "cbox": cryolo.read, "box": eman.read, "topaz": topaz.read, "csv": csv_table.read}
@@ -50,6 +50,13 @@ def read_picks(path, fmt=None):
         table[column] = pd.to_numeric(table[column], errors="coerce")
     if not np.isfinite(table[[X, Y]].to_numpy(float)).all():
         raise DeepEMError(f"{path}: non-numeric or infinite coordinates")
+    if MIC in table.columns:
+        blank = table[MIC].isna().to_numpy() | (table[MIC].astype(str).str.strip() == "").to_numpy()
+        if blank.any():
+            raise DeepEMError(
+                f"{path}: rows without a micrograph name: {int(blank.sum())} (the first is row {int(np.argmax(blank)) + 1}); "
+                "fill them in"
+            )
     return table.reset_index(drop=True)
 
 

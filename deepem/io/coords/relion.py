@@ -13,6 +13,7 @@ rlnMicrographCoordinates).
 """
 
 import contextlib
+import functools
 import os
 from pathlib import Path
 
@@ -66,9 +67,27 @@ def merged_writer(path, options):
 
 
 def project_path(path, project):
-    """``path`` relative to the RELION project directory when one is given and ``path`` is absolute."""
+    """``path`` relative to the RELION project directory when one is given and ``path`` is absolute.
+
+    The project is found among ``path``'s own folders by identity, not by spelling, so a project
+    reached through a symbolic link still gives ``MotionCorr/...``, not ``../real/...``; the part
+    below it keeps its names (RELION matches micrographs by name, and Movies are often links).
+    """
     path = Path(path)
-    return os.path.relpath(path, project) if project is not None and path.is_absolute() else str(path)
+    if project is None or not path.is_absolute():
+        return str(path)
+    root = _inside(str(path.parent), os.path.abspath(project))
+    return str(path.relative_to(root)) if root else os.path.relpath(path, project)
+
+
+@functools.lru_cache(maxsize=64)
+def _inside(folder, project):
+    """The folder among ``folder`` and its parents that is the directory ``project``, or None."""
+    for candidate in (Path(folder), *Path(folder).parents):
+        with contextlib.suppress(OSError):
+            if os.path.samefile(candidate, project):
+                return candidate
+    return None
 
 
 @contextlib.contextmanager
@@ -78,7 +97,7 @@ def directory_writer(directory, options):
     Without ``options.relion_project`` the index names coordinate files by absolute path and
     micrographs as given; with it, both relative to that directory, as RELION's own jobs write them.
     """
-    directory = Path(directory).resolve()
+    directory = Path(os.path.abspath(directory))  # as spelled: a link's name, not its target's
     columns = _coordinate_columns(options)
     formats = formats_for(columns)
     project = options.relion_project

@@ -12,6 +12,7 @@ import starfile
 from deepem.errors import DeepEMError
 from deepem.io.atomic import atomic_path
 from deepem.io.coords.columns import MIC, SCORE, X, Y
+from deepem.io.micrograph import name_of
 
 
 def read_blocks(path):
@@ -40,7 +41,12 @@ def read_star_table(path):
 def read_by_micrograph(path):
     """``{micrograph name: (xy (n, 2), scores (n,))}`` from a merged picks STAR (rlnMicrographName)."""
     table = read_star_table(path)
-    names = table[MIC].map(lambda p: Path(p).stem) if len(table) else table[MIC]
+    if not len(table):
+        return {}
+    missing = [c for c in (MIC, SCORE) if c not in table.columns]
+    if missing:
+        raise DeepEMError(f"{path}: no {' or '.join(missing)} column; give picks as deepem pick or gather writes them")
+    names = table[MIC].map(name_of)
     return {n: (g[[X, Y]].to_numpy(float), g[SCORE].to_numpy(float)) for n, g in table.groupby(names)}
 
 
