@@ -116,6 +116,14 @@ def test_training_sets_the_bounds_from_the_labelled_particles_surroundings(on_ca
     assert ckpt["min_distance"] == pytest.approx(label_spacing(labelled, 32)) and "diameter apart" in log
 
 
+def test_a_given_min_distance_is_what_training_uses_and_stores(on_carbon, tmp_path):
+    tmp, labels, _, _ = on_carbon
+    log = run(["deepem", "train", tmp / "p.npz", "--calibrate", tmp / "pre", "--positives", *labels, "-o", tmp_path / "m",
+               "--epochs", "1", "--min-distance", "0.7"]).stdout
+    assert torch.load(tmp_path / "m" / "model.pt", weights_only=False)["min_distance"] == 0.7
+    assert "picks at least 0.700 diameter apart: given; the labels' is 0.500" in log
+
+
 def test_the_automatic_threshold_leaves_out_the_maxima_beyond_the_bounds(on_carbon):
     tmp, labels, _, _ = on_carbon
     table = manifest.read([tmp / "pre"])

@@ -64,10 +64,11 @@ def test_killed_pick_shard_is_redone_alone_and_results_are_byte_identical(finish
 
 def test_changed_parameter_reruns_exactly_the_affected_jobs(finished_run):
     tmp, _ = finished_run
-    dry = snakemake(tmp / "config.yaml", "-n", "--config", "min_distance=0.6")
+    dry = snakemake(tmp / "config.yaml", "-n", "--config", "min_distance=0.6")  # training mines and calibrates at it
     jobs = sorted(set(_jobs(dry.stdout)))
     assert jobs == [
-        "all", "evaluate", "final_picks", "gallery", "gather", "pick", "provenance", "rounds_summary", "score_histogram"
+        "all", "evaluate", "final_picks", "gallery", "gather", "pick", "provenance", "rounds_summary", "score_histogram",
+        "train",
     ]
     dry = snakemake(tmp / "config.yaml", "-n", "--config", "background_ratio=3")
     assert {"extract", "train", "pick"} <= set(_jobs(dry.stdout)) and "preprocess" not in _jobs(dry.stdout)

@@ -68,6 +68,13 @@ def parse_threshold(text):
     return _number(text, "threshold", "'auto' or a number between 0 and 1", low=0, high=1)
 
 
+def add_min_distance_arg(parser, auto):
+    parser.add_argument(
+        "--min-distance", default="auto",
+        help=f"distance between picks in particle diameters, or 'auto': {auto} (default auto)",
+    )
+
+
 def parse_min_distance(text, auto):
     """The spacing in diameters a --min-distance value asks for: ``auto`` for 'auto', else the
     positive number given."""

@@ -38,10 +38,7 @@ def add_args(parser):
     parser.add_argument("--preprocessed", required=True, help="a preprocessing shard directory")
     parser.add_argument("-o", "--outdir", required=True, help="output directory")
     parser.add_argument("--threshold", default="auto", help="'auto' (the model's choice) or a score in (0, 1)")
-    parser.add_argument(
-        "--min-distance", default="auto",
-        help=f"in particle diameters, or 'auto': the model's spacing from its labels, else {SPACING} (default auto)",
-    )
+    common.add_min_distance_arg(parser, f"the model's spacing from its labels, else {SPACING}")
     parser.add_argument(
         "--edge", type=float, default=0.5, help="drop picks closer to the edge than this many diameters (default 0.5)"
     )

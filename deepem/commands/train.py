@@ -13,9 +13,9 @@ below). With --mine or --calibrate, the labelled particles' surroundings set the
 and texture ceiling (see 'deepem pick'; --background-floor off, or a level for the floor, overrides
 them), and the automatic threshold leaves out the maxima beyond them, as picking does. They also set
 the distance between picks that the model stores for 'deepem pick --min-distance auto': the
-labels' 1st-percentile nearest-neighbour distance, within 0.4-0.5 diameter (mining and the
-automatic threshold take their maxima at that spacing too). A killed run resumes from its last
-epoch.
+labels' 1st-percentile nearest-neighbour distance, within 0.4-0.5 diameter, or --min-distance
+(mining and the automatic threshold take their maxima at that spacing too). A killed run resumes
+from its last epoch, unless its settings or patches have changed since.
 
 Example:
     deepem train results/round_1/patches.npz -o results/round_1/model --mode modern --seed 1
@@ -57,6 +57,10 @@ def add_args(parser):
     mine.add_argument("--mine-epochs", type=int, help="epochs of the second stage (default: a third of --epochs)")
     common.add_flip_y_arg(mine)
     common.add_background_floor_arg(mine, "picking with 'auto' and the automatic threshold drop")
+    common.add_min_distance_arg(
+        mine, "the labels' 1st-percentile neighbour distance within 0.4-0.5; mining and the automatic threshold "
+        "take maxima this far apart, and the model stores it for picking with 'auto'"
+    )
     common.add_threads_arg(parser)
     common.add_device_arg(parser)
 
@@ -107,8 +111,10 @@ def main(args):
         manifest.check_units(table, saved["units"], args.patches, "extract the patches again from these shards")
         dark = background_bounds(floor_choice, table, labelled, meta["particle_px"])
         saved["background_floor"], saved["background_ceiling"] = dark[1:] if dark else (None, None)
-        spacing = saved["min_distance"] = label_spacing(labelled, meta["particle_px"])  # mining and calibration too
-        print(f"picks at least {spacing:.3f} diameter apart: the labels' spacing (at most {SPACING})")
+        measured = label_spacing(labelled, meta["particle_px"])  # mining and calibration use it too
+        spacing = saved["min_distance"] = common.parse_min_distance(args.min_distance, measured)
+        how = f"the labels' spacing (at most {SPACING})" if spacing == measured else f"given; the labels' is {measured:.3f}"
+        print(f"picks at least {spacing:.3f} diameter apart: {how}")
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     arch = common.architecture(meta["particle_px"], meta["box_scale"], args.mode)

@@ -27,6 +27,7 @@ rule train:
         epochs=optional("--epochs", config["epochs"]),
         threshold=config["threshold"],
         background_floor=config["background_floor"],
+        min_distance=config["min_distance"],
         device=config["device"],
         labelled=labelled_use(),
         seed=round_seed,
@@ -36,5 +37,5 @@ rule train:
         ENV
     shell:
         "deepem train {input.patches} {params.labelled} {input.preprocessed} --positives {input.positives} -o {params.outdir} --mode {params.mode} {params.epochs} "
-        "--threshold {params.threshold} --background-floor {params.background_floor} --seed {params.seed} {params.flip_y} --threads {threads} "
+        "--threshold {params.threshold} --background-floor {params.background_floor} --min-distance {params.min_distance} --seed {params.seed} {params.flip_y} --threads {threads} "
         "--device {params.device} > {log} 2>&1"
