@@ -113,7 +113,8 @@ def main(args):
         saved["background_floor"], saved["background_ceiling"] = dark[1:] if dark else (None, None)
         measured = label_spacing(labelled, meta["particle_px"])  # mining and calibration use it too
         spacing = saved["min_distance"] = common.parse_min_distance(args.min_distance, measured)
-        how = f"the labels' spacing (at most {SPACING})" if spacing == measured else f"given; the labels' is {measured:.3f}"
+        given = str(args.min_distance).lower() != "auto"
+        how = f"given; the labels' is {measured:.3f}" if given else f"the labels' spacing (at most {SPACING})"
         print(f"picks at least {spacing:.3f} diameter apart: {how}")
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
