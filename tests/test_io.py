@@ -63,6 +63,9 @@ def test_mrc_and_image_read_as_stored(tmp_path):
     np.testing.assert_array_equal(image, data % 256)
     Image.fromarray((data * 10).astype(np.uint16)).save(tmp_path / "m16.tif")
     np.testing.assert_array_equal(read_micrograph(tmp_path / "m16.tif")[0], data * 10)
+    thumbnail = Image.fromarray(np.zeros((8, 6), np.uint16))  # a second, smaller page: not a movie
+    Image.fromarray((data * 10).astype(np.uint16)).save(tmp_path / "t.tif", save_all=True, append_images=[thumbnail])
+    np.testing.assert_array_equal(read_micrograph(tmp_path / "t.tif")[0], data * 10)
 
 
 def _bad_mrcs(tmp):

@@ -81,9 +81,7 @@ def _read_mrc(path):
 def _read_image(path):
     try:
         with Image.open(path) as img:
-            frames = getattr(img, "n_frames", 1)
-            if frames > 1:
-                raise DeepEMError(f"{path}: a stack of {frames} frames, not a 2-D micrograph; motion-correct first")
+            _refuse_movie(img, path)
             img.load()
             if img.mode in ("RGB", "RGBA", "P", "LA"):
                 img = img.convert("L")
@@ -93,6 +91,21 @@ def _read_image(path):
     if data.ndim != 2:
         raise DeepEMError(f"{path}: expected a single-channel image, found shape {data.shape}")
     return data
+
+
+def _refuse_movie(img, path):
+    """A multi-page image whose second page is the size of the first is a movie; another second
+    page (a thumbnail), or a damaged link to one, leaves the first page to be read."""
+    size = img.size
+    try:
+        frames = getattr(img, "n_frames", 1)
+        if frames > 1:
+            img.seek(1)
+    except (OSError, ValueError, TypeError, EOFError):  # Pillow's, on a damaged page chain
+        frames = 1
+    if frames > 1 and img.size == size:
+        raise DeepEMError(f"{path}: a stack of {frames} frames, not a 2-D micrograph; motion-correct first")
+    img.seek(0)
 
 
 def write_mrc(path, image, pixel_size, label="deepem"):
