@@ -78,37 +78,36 @@ def test_changed_parameter_reruns_exactly_the_affected_jobs(finished_run):
     ]
 
 
-def test_gather_refuses_when_a_pick_file_is_missing(finished_run, tmp_path):
+def _gather_without(finished_run, tmp_path, pattern, *outputs):
+    """Gather a copy of the finished run's pick shards with the second file matching ``pattern`` removed;
+    ``(gather's CompletedProcess, the removed file, a command that gathers them again)``."""
     tmp, _ = finished_run
     shards = tmp_path / "picks"
     shutil.copytree(tmp / "results" / "round_1" / "picks", shards)
-    victim = sorted(shards.glob("*/demo_*.star"))[1]
+    victim = sorted(shards.glob(pattern))[1]
     victim.unlink()
-    result = run(["deepem", "gather", "--picks", *map(str, sorted(shards.iterdir())), "--preprocessed",
-                  *map(str, sorted((tmp / "results" / "preprocessed").iterdir())), "-o", str(tmp_path / "m.star")],
-                 check=False)
+    command = ["deepem", "gather", "--picks", *map(str, sorted(shards.iterdir())), "--preprocessed",
+               *map(str, sorted((tmp / "results" / "preprocessed").iterdir())), *map(str, outputs)]
+    return run(command, check=False), victim, command
+
+
+def test_gather_refuses_when_a_pick_file_is_missing(finished_run, tmp_path):
+    result, victim, _ = _gather_without(finished_run, tmp_path, "*/demo_*.star", "-o", tmp_path / "m.star")
     assert result.returncode == 2
     assert f"no pick file for 1 micrographs, e.g. {victim.stem}" in result.stderr
     assert not (tmp_path / "m.star").exists()
 
 
 def test_gather_writes_nothing_when_a_shard_has_no_candidates(finished_run, tmp_path):
-    tmp, _ = finished_run
-    shards = tmp_path / "picks"
-    shutil.copytree(tmp / "results" / "round_1" / "picks", shards)
-    victim = sorted(shards.glob("*/candidates.star"))[1]
-    victim.unlink()
     outputs = {"-o": tmp_path / "m.star", "--csv": tmp_path / "m.csv", "--candidates": tmp_path / "c.star",
                "--relion-dir": tmp_path / "relion"}
-    result = run(["deepem", "gather", "--picks", *map(str, sorted(shards.iterdir())), "--preprocessed",
-                  *map(str, sorted((tmp / "results" / "preprocessed").iterdir())),
-                  *[str(a) for pair in outputs.items() for a in pair]], check=False)
+    result, victim, command = _gather_without(
+        finished_run, tmp_path, "*/candidates.star", *[a for pair in outputs.items() for a in pair]
+    )
     assert result.returncode == 2 and f"{victim}: missing (1 shards); rerun the pick step" in result.stderr
     assert not [path for path in outputs.values() if path.exists()]
     victim.write_text("data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n1 2\n")  # no score: found while writing
-    result = run(["deepem", "gather", "--picks", *map(str, sorted(shards.iterdir())), "--preprocessed",
-                  *map(str, sorted((tmp / "results" / "preprocessed").iterdir())),
-                  *[str(a) for pair in outputs.items() for a in pair]], check=False)
+    result = run(command, check=False)
     assert result.returncode == 2 and f"{victim}: no rlnMicrographName column" in result.stderr
     assert not list(tmp_path.glob("m.*")) and not list(tmp_path.glob("c.*"))
     assert not [path for path in (tmp_path / "relion").rglob("*") if path.is_file()]  # at most its empty folder
