@@ -21,6 +21,7 @@ from deepem.io.micrograph import write_mrc
 DATA = Path(__file__).parent / "data" / "formats"
 DETECTED = {
     "mic_a_manualpick.star": "relion", "particles.star": "relion", "particles_bin2.star": "relion",
+    "particles_refined.star": "relion",
     "cryosparc_picks.star": "relion", "mic_a.box": "box", "mic_a_deepem.box": "box", "mic_a.cbox": "cbox",
     "topaz_picks.txt": "topaz", "picks.csv": "csv",
 }
@@ -90,6 +91,55 @@ def test_relion_coordinates_picked_on_binned_micrographs_are_rescaled():
         np.testing.assert_allclose(micrograph_centres(binned[mic], "b", pixel_size=2.0), xy(binned[mic]), atol=1e-9)
         # rlnImagePixelSize (2.0, particles extracted binned) does not touch the coordinates
         np.testing.assert_array_equal(micrograph_centres(reference[mic], "r", pixel_size=1.0), xy(reference[mic]))
+
+
+def test_refined_relion_particles_are_moved_by_their_shifts_to_their_centres():
+    refined, reference = by_micrograph(DATA / "particles_refined.star"), by_micrograph(DATA / "particles.star")
+    for mic in reference:
+        np.testing.assert_allclose(micrograph_centres(refined[mic], "r", pixel_size=1.0), xy(reference[mic]), atol=1e-9)
+        # the shifts are in Å: on micrographs of 2 Å/px they are half as many pixels
+        shift = refined[mic][["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(float)
+        np.testing.assert_allclose(micrograph_centres(refined[mic], "r", pixel_size=2.0), xy(refined[mic]) - shift / 2)
+    assert not np.allclose(xy(refined["mic_a"]), xy(reference["mic_a"]))  # the file's coordinates are off-centre
+    with pytest.raises(DeepEMError, match="particles_refined.star: the particles' shifts .* give it .--pixel-size"):
+        micrograph_centres(refined["mic_a"], DATA / "particles_refined.star")
+
+
+def test_shifts_of_particles_picked_on_binned_micrographs_are_in_their_pixels(tmp_path):
+    binned = tmp_path / "binned.star"  # the same particles picked at 2 Å/px and refined: coordinates halve, Å stay
+    table = starfile.read(DATA / "particles_refined.star", always_dict=True)
+    particles = table["particles"].assign(rlnCoordinateX=lambda t: t[X] / 2, rlnCoordinateY=lambda t: t[Y] / 2)
+    optics = table["optics"].assign(rlnMicrographPixelSize=2.0)
+    starfile.write({"optics": optics, "particles": particles}, binned)
+    reference = by_micrograph(DATA / "particles.star")
+    got = by_micrograph(binned)
+    for mic in reference:
+        np.testing.assert_allclose(micrograph_centres(got[mic], "b", pixel_size=1.0), xy(reference[mic]), atol=1e-9)
+        # no pixel size of deepem's micrographs: the centres stay in the file's frame
+        np.testing.assert_allclose(micrograph_centres(got[mic], "b"), xy(reference[mic]) / 2, atol=1e-9)
+
+
+def test_relion_30_shifts_in_pixels_are_an_error_unless_zero(tmp_path):
+    path = tmp_path / "old.star"
+    path.write_text("data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n_rlnOriginX #3\n_rlnOriginY #4\n10 20 0 0\n")
+    np.testing.assert_array_equal(micrograph_centres(read_picks(path), "o"), [[10, 20]])
+    path.write_text(path.read_text() + "30 40 1.5 0\n")
+    with pytest.raises(DeepEMError, match="old.star: particle shifts in pixels .* relion_convert_star"):
+        read_picks(path)
+    path.write_text("data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n_rlnOriginXAngst #3\n10 20 1\n")
+    with pytest.raises(DeepEMError, match="old.star: rlnOriginXAngst without rlnOriginYAngst"):
+        read_picks(path)
+
+
+def test_convert_writes_refined_particles_at_their_centres(tmp_path):
+    out = tmp_path / "picks.csv"
+    main(["convert", str(DATA / "particles_refined.star"), "--pixel-size", "1", "--to", "csv", "-o", str(out)])
+    got, reference = pd.read_csv(out), read_picks(DATA / "particles.star")
+    np.testing.assert_allclose(got[["x", "y"]].to_numpy(), xy(reference.iloc[:5]), atol=0.01)
+    result = run(["deepem", "convert", str(DATA / "particles_refined.star"), "--to", "csv", "-o", str(tmp_path / "no.csv")],
+                 check=False)
+    assert result.returncode == 2 and "particles_refined.star: the particles' shifts" in result.stderr
+    assert not (tmp_path / "no.csv").exists()
 
 
 def _two_optics_groups(tmp_path, particle_columns, particle_row):

@@ -79,6 +79,25 @@ def test_show_selects_the_micrograph_rows_of_a_merged_star(tmp_path, capsys):
     assert np.abs(spot - expected).max() < 1.5 and np.abs(circle - spot).max() < 1.5, (spot, circle, expected)
 
 
+def test_show_draws_refined_relion_particles_at_their_centres(tmp_path, capsys):
+    """A refined particle STAR keeps the extraction coordinate; the circle goes where the shift centres it."""
+    shape, xy, off = (384, 512), (150, 290), (10, -8)  # px; the micrograph is 2 Å/px
+    mic = tmp_path / "mic_7.mrc"
+    write_mrc(mic, micrograph_with_spot(*shape, *xy, radius=6), pixel_size=2.0)
+    picks = picks_table([np.add(xy, off)], [0.9])
+    picks.insert(0, MIC, "data/mic_7.mrc")
+    picks["rlnOriginXAngst"], picks["rlnOriginYAngst"] = 2.0 * off[0], 2.0 * off[1]
+    write_star(tmp_path / "refined.star", picks)
+    out = tmp_path / "o.png"
+    cli(["show", str(mic), str(tmp_path / "refined.star"), "--diameter", "120", "-o", str(out)])
+    assert "mic_7: 1 picks" in capsys.readouterr().out
+    rgb = np.asarray(Image.open(out).convert("RGB"))
+    top = rgb.shape[0] - shape[0]
+    spot, circle = spot_and_circle(rgb[top + shape[0] // 2 : top + shape[0], : shape[1] // 2])
+    expected = np.array(xy) - [0, shape[0] // 2]
+    assert np.abs(spot - expected).max() < 1.5 and np.abs(circle - spot).max() < 1.5, (spot, circle, expected)
+
+
 def test_show_needs_a_pixel_size_for_the_diameter(tmp_path, capsys):
     mic = tmp_path / "mic.png"
     Image.fromarray(np.full((64, 64), 128, np.uint8)).save(mic)

@@ -16,6 +16,9 @@ the micrograph the file is named after (NAME.box, NAME_autopick.star). With --mi
 files are matched to those micrographs as in the workflow (rows naming others are left out),
 the outputs name the micrograph files, coordinates must lie inside them, and RELION
 coordinates picked at another pixel size (rlnMicrographPixelSize) are rescaled to theirs.
+Refined RELION particles are written at their centres: the coordinate minus the shift
+(rlnOriginXAngst/YAngst, Å), which needs the micrographs' pixel size (--pixel-size or
+--micrographs).
 
 Example:
     deepem convert topaz_picks.txt --micrographs 'mics/*.mrc' --to relion-dir -o relion_picks

@@ -6,7 +6,9 @@ stem; a per-micrograph file (STAR, .box, .cbox) is drawn on every MICROGRAPH giv
 longer side is at most --max-size pixels. Circles have the particle's diameter (--diameter,
 with the pixel size from --pixel-size or the MRC header). Rejected candidates are drawn as red
 dotted circles: with --candidates, those that are not picks; with --threshold, the picks that
-score below it. Give several micrographs and --outdir to write OUTDIR/NAME.png for each.
+score below it. Picks are placed as the workflow reads labels: refined RELION particles at their
+centres (coordinate minus rlnOriginXAngst/YAngst), coordinates picked at another pixel size
+(rlnMicrographPixelSize) rescaled. Give several micrographs and --outdir to write OUTDIR/NAME.png for each.
 
 Example:
     deepem show mics/mic_001.mrc results/picks.star -o mic_001.png --diameter 150
@@ -21,7 +23,8 @@ from scipy.spatial import cKDTree
 
 from deepem.errors import DeepEMError
 from deepem.dataset import micrograph_keys
-from deepem.io.coords import MIC, SCORE, X, Y, read_picks
+from deepem.io.coords import MIC, SCORE, read_picks
+from deepem.io.coords.formats import micrograph_centres
 from deepem.io.micrograph import read_micrograph
 from deepem.overlay import save_overlay
 from deepem.progress import progress
@@ -41,23 +44,25 @@ def add_args(parser):
 
 
 def picks_by_micrograph(path, names):
-    """``{name: (xy, scores or None)}`` for each micrograph name, from a coordinate file of any format.
+    """``{name: picks table}`` for each micrograph name, from a coordinate file of any format.
 
     A file with a micrograph column (merged STAR, Topaz table, CSV) gives each micrograph the rows
     that name it (none when it is not named); a per-micrograph file (STAR, .box, .cbox) gives
     its rows to every micrograph.
     """
     table = read_picks(path)
-    scored = SCORE in table.columns
-
-    def split(rows):
-        return rows[[X, Y]].to_numpy(float), (rows[SCORE].to_numpy(float) if scored else None)
-
     if MIC not in table.columns:
-        return {name: split(table) for name in names}
+        return {name: table for name in names}
     keys = micrograph_keys(table[MIC], set(names))
     groups = dict(list(table.groupby(keys)))  # dict() would take GroupBy.keys for a mapping's keys()
-    return {name: split(groups.get(name, table.iloc[:0])) for name in names}
+    return {name: groups.get(name, table.iloc[:0]) for name in names}
+
+
+def centres(rows, path, pixel_size):
+    """``(xy, scores or None)`` of picks ``rows`` of file ``path`` on a micrograph of ``pixel_size``
+    Å/px (None: unknown), shifted and rescaled as the workflow reads labels."""
+    xy = micrograph_centres(rows, path, pixel_size)
+    return xy, (rows[SCORE].to_numpy(float) if SCORE in rows.columns else None)
 
 
 def not_among(xy, others, tolerance=1.0):
@@ -67,10 +72,9 @@ def not_among(xy, others, tolerance=1.0):
     return cKDTree(others).query(xy)[0] > tolerance
 
 
-def radius_px(path, diameter, pixel_size, header_px):
+def radius_px(path, diameter, pixel_size):
     if diameter is None:
         return None
-    pixel_size = pixel_size or header_px
     if not pixel_size:
         raise DeepEMError(f"{path}: no pixel size in the file header; give --pixel-size")
     return 0.5 * diameter / pixel_size
@@ -79,17 +83,18 @@ def radius_px(path, diameter, pixel_size, header_px):
 def show(path, args, output, picks, candidates):
     name = Path(path).stem
     image, header_px = read_micrograph(path)
-    xy, scores = picks[name]
+    pixel_size = args.pixel_size or header_px or None
+    xy, scores = centres(picks[name], args.picks, pixel_size)
     rejected = np.zeros((0, 2))
     if args.threshold is not None and scores is not None:
         low = scores < args.threshold
         rejected, xy, scores = xy[low], xy[~low], scores[~low]
     if candidates is not None:
-        cand, _ = candidates[name]
+        cand, _ = centres(candidates[name], args.candidates, pixel_size)
         rejected = np.concatenate([rejected, cand[not_among(cand, xy)]])
     title = f"{name}: {len(xy)} picks" + (f", {len(rejected)} rejected" if len(rejected) else "")
     save_overlay(
-        output, image, xy, scores, rejected, radius_px(path, args.diameter, args.pixel_size, header_px),
+        output, image, xy, scores, rejected, radius_px(path, args.diameter, pixel_size),
         args.threshold, title, args.max_size,
     )
     return len(xy), len(rejected)

@@ -1,8 +1,9 @@
 """Every coordinate format deepem reads and writes, and the conversions between their frames.
 
 Readers return a picks table (see :mod:`deepem.io.coords.columns`) of centres in the frame of
-the file; :func:`micrograph_centres` takes them to a micrograph's frame (rescaling RELION
-coordinates picked at another pixel size, flipping y for files counted from the bottom row).
+the file; :func:`micrograph_centres` takes them to a micrograph's frame (moving refined RELION
+particles by their shifts, rescaling RELION coordinates picked at another pixel size, flipping y
+for files counted from the bottom row).
 Writers are context managers ``writer(output, options)`` yielding ``add(name, source, table)``,
 called once per micrograph, so any number of micrographs streams through in bounded memory.
 """
@@ -15,7 +16,7 @@ import pandas as pd
 
 from deepem.errors import DeepEMError
 from deepem.io.coords import cryolo, cryosparc, csv_table, eman, relion, topaz
-from deepem.io.coords.columns import MIC, PIXEL_SIZE, SCORE, X, Y
+from deepem.io.coords.columns import MIC, ORIGIN_X, ORIGIN_Y, PIXEL_SIZE, SCORE, X, Y
 from deepem.io.coords.detect import detect, sniff
 
 READERS = {"relion": relion.read, "cbox": cryolo.read, "box": eman.read, "topaz": topaz.read, "csv": csv_table.read}
@@ -69,11 +70,22 @@ def micrograph_centres(table, path, pixel_size=None, height=None, flip_y=False):
     """``(n, 2)`` centres, from the picks table of file ``path``, in the frame of a micrograph of
     ``pixel_size`` Å/px and ``height`` rows.
 
-    Coordinates that state the pixel size they were picked at (RELION's rlnMicrographPixelSize)
-    are rescaled to ``pixel_size``; with ``flip_y`` the file counts y from the bottom row, and
-    ``y = height - y`` (DeepEM's own convention, exact for box corners: ``height - y - box``).
+    Refined RELION particles are moved by their shifts (rlnOriginXAngst/YAngst, in Å: the centre
+    is the coordinate minus the shift, in pixels of the micrograph they were picked on, or of
+    ``pixel_size`` when the file does not state that). Coordinates that state the pixel size they
+    were picked at (RELION's rlnMicrographPixelSize) are rescaled to ``pixel_size``; with
+    ``flip_y`` the file counts y from the bottom row, and ``y = height - y`` (DeepEM's own
+    convention, exact for box corners: ``height - y - box``).
     """
     xy = table[[X, Y]].to_numpy(float, copy=True).reshape(-1, 2)
+    if ORIGIN_X in table.columns and len(table):
+        picked_at = table[PIXEL_SIZE].to_numpy(float) if PIXEL_SIZE in table.columns else pixel_size
+        if picked_at is None or not np.all(np.isfinite(picked_at)):
+            raise DeepEMError(
+                f"{path}: the particles' shifts (rlnOriginXAngst/YAngst) are in Å and the file does not state its "
+                "micrographs' pixel size; give it (--pixel-size, or micrographs with it in their headers)"
+            )
+        xy -= table[[ORIGIN_X, ORIGIN_Y]].to_numpy(float) / np.reshape(picked_at, (-1, 1))
     if PIXEL_SIZE in table.columns and pixel_size is not None:
         xy = xy * (table[PIXEL_SIZE].to_numpy(float) / pixel_size)[:, None]
     if flip_y:

@@ -6,6 +6,13 @@ coordinates were picked on, so they can be rescaled to other micrographs. rlnIma
 is *not* used: it is the pixel size of the extracted particle images, and RELION keeps
 rlnCoordinateX/Y in micrograph pixels when it rescales particles on extraction.
 
+A particle STAR from 2D classification or refinement also has rlnOriginXAngst/YAngst: the shift,
+in Å, that centres each particle image, so the particle's centre is at rlnCoordinateX/Y minus the
+shift in micrograph pixels (what RELION's Extract with "Re-center refined coordinates" computes).
+Nonzero shifts are kept for :func:`deepem.io.coords.formats.micrograph_centres`. RELION 3.0's
+rlnOriginX/Y are in pixels of the particle images, whose binning the file does not state, so
+nonzero ones are an error naming the fix.
+
 Writing: one merged STAR (rlnMicrographName, rlnCoordinateX/Y, rlnAutopickFigureOfMerit), or
 RELION 4/5's layout for Extract: ``DIR/coordinates/NAME_autopick.star`` per micrograph plus
 the index ``DIR/autopick.star`` (``data_coordinate_files``: rlnMicrographName,
@@ -17,11 +24,14 @@ import functools
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from deepem.errors import DeepEMError
 from deepem.io.atomic import atomic_directory
-from deepem.io.coords.columns import COORDINATE_FILE, MIC, OPTICS_GROUP, PIXEL_SIZE, SCORE, X, Y
+from deepem.io.coords.columns import (
+    COORDINATE_FILE, MIC, OPTICS_GROUP, ORIGIN_PX, ORIGIN_X, ORIGIN_Y, PIXEL_SIZE, SCORE, X, Y,
+)
 from deepem.io.coords.star import coordinate_loop, formats_for, loop_header, read_blocks, star_writer, write_rows
 
 INDEX, COORDINATES = "autopick.star", "coordinates"
@@ -45,6 +55,24 @@ def _pixel_sizes(table, optics, path):
     )
 
 
+def _shifts(loop, path):
+    """The particles' nonzero rlnOriginXAngst/YAngst (a DataFrame), or None when they have none."""
+    if ORIGIN_X not in loop.columns and ORIGIN_Y not in loop.columns:
+        old = [c for c in ORIGIN_PX if c in loop.columns]
+        if old and pd.to_numeric(loop[old].stack(), errors="coerce").fillna(1).ne(0).any():
+            raise DeepEMError(
+                f"{path}: particle shifts in pixels of the particle images (rlnOriginX/Y, RELION 3.0), whose binning "
+                "the file does not state; upgrade it with relion_convert_star (RELION 3.1+), which gives them in Å"
+            )
+        return None
+    if ORIGIN_X not in loop.columns or ORIGIN_Y not in loop.columns:
+        raise DeepEMError(f"{path}: rlnOriginXAngst without rlnOriginYAngst or the reverse; give both shifts or neither")
+    shifts = loop[[ORIGIN_X, ORIGIN_Y]].apply(pd.to_numeric, errors="coerce")
+    if not np.isfinite(shifts.to_numpy(float)).all():
+        raise DeepEMError(f"{path}: non-numeric or infinite rlnOriginXAngst/YAngst")
+    return shifts if shifts.to_numpy().any() else None
+
+
 def read(path):
     blocks = read_blocks(path)
     loop = coordinate_loop(blocks, path)
@@ -52,6 +80,9 @@ def read(path):
     sizes = _pixel_sizes(loop, blocks.get("optics"), path)
     if sizes is not None:
         table[PIXEL_SIZE] = sizes
+    shifts = _shifts(loop, path)
+    if shifts is not None:
+        table[[ORIGIN_X, ORIGIN_Y]] = shifts
     return table
 
 
