@@ -43,6 +43,18 @@ def expand(pattern_or_list, what):
     return list(dict.fromkeys(os.path.abspath(f) for f in files))
 
 
+CANDIDATES = "candidates"  # a pick shard holds NAME.star per micrograph and candidates.star
+
+
+def check_not_reserved(micrographs):
+    """A micrograph named like the pick shard's candidate list (``{name: path}``) is an error naming it."""
+    if CANDIDATES in micrographs:
+        raise DeepEMError(
+            f"{micrographs[CANDIDATES]}: a micrograph named '{CANDIDATES}' would overwrite the picks' {CANDIDATES}.star; "
+            "rename the file (a link with another name will do)"
+        )
+
+
 def micrograph_names(paths):
     """``{name: path}`` for micrograph files; two files with one stem are an error."""
     names = {}

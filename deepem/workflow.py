@@ -7,7 +7,7 @@ declarative. Errors are :class:`DeepEMError` with one line naming the file and t
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepem.dataset import expand, match_labels, micrograph_names
+from deepem.dataset import check_not_reserved, expand, match_labels, micrograph_names
 from deepem.errors import DeepEMError
 from deepem.io.coords.detect import names_micrographs
 from deepem.io.micrograph import read_header
@@ -75,6 +75,7 @@ def resolve(config):
         micrographs, positives, negatives, truth = _demo_dataset(config)
     else:
         micrographs = micrograph_names(expand(config["micrographs"], "micrograph"))
+        check_not_reserved(micrographs)
         positives = expand(config["labels"]["positives"], "positive label")
         negatives = expand(config["labels"].get("negatives"), "negative label")
         truth = expand(config.get("truth"), "truth")

@@ -19,3 +19,20 @@ def test_cuda_request_without_gpu_fails_loudly(tmp_path):
                   "--device", "cuda"], check=False)
     assert result.returncode == 2
     assert "CUDA is not available" in result.stderr and not (tmp_path / "o").exists()
+
+
+def test_a_gpu_index_the_node_does_not_show_is_an_error_naming_the_cluster_fix(monkeypatch):
+    """A SLURM job given one GPU sees it as cuda:0, so device: cuda:1 must say so, not crash in torch."""
+    import torch
+
+    from deepem.commands.common import resolve_device
+    from deepem.errors import DeepEMError
+
+    if not torch.cuda.is_available():  # the node's real count where there is a GPU, else one GPU stated
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    count = torch.cuda.device_count()
+    with pytest.raises(DeepEMError, match=rf"device 'cuda:{count}' requested but this node shows {count} GPU.*device: cuda"):
+        resolve_device(f"cuda:{count}")
+    assert resolve_device(f"cuda:{count - 1}") == torch.device(f"cuda:{count - 1}")
+    assert resolve_device("cuda") == torch.device("cuda")

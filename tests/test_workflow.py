@@ -253,6 +253,11 @@ def case_duplicate_stems(data):
     return {"micrographs": [str(data / "micrographs" / "*.mrc"), str(data / "other" / "*.mrc")]}, "micrograph file names must be unique"
 
 
+def case_reserved_name(data):
+    shutil.copy(data / "micrographs" / "demo_000.mrc", data / "micrographs" / "candidates.mrc")
+    return {}, "candidates.mrc: a micrograph named 'candidates' would overwrite the picks' candidates.star"
+
+
 def case_empty_label_set(data):
     for path in (data / "labels").glob("*.star"):
         path.write_text("data_\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n")
@@ -265,7 +270,7 @@ def case_unknown_key(data):
 
 BAD = [case_missing_micrograph, case_not_mrc, case_truncated_mrc, case_nan_pixels, case_movie_stack,
        case_mixed_pixel_sizes, case_pixel_size_missing, case_particle_too_small, case_particle_too_large,
-       case_label_matching_nothing, case_coordinates_outside, case_duplicate_stems, case_no_labels,
+       case_label_matching_nothing, case_coordinates_outside, case_duplicate_stems, case_reserved_name, case_no_labels,
        case_empty_label_set, case_wrong_type, case_unknown_key]
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepem.dataset import CANDIDATES
 from deepem.errors import DeepEMError
 from deepem.io import manifest
 from deepem.io.coords import MIC, SCORE, X, Y, read_star_table, star_writer
@@ -78,7 +79,7 @@ def main(args):
     files = locate(list(table.index), args.picks, "{name}.star")
     targets = {"relion": args.output, "relion-dir": args.relion_dir, "cryosparc": args.cryosparc,
                "box": args.box, "topaz": args.topaz, "csv": args.csv}
-    candidates = [Path(d) / "candidates.star" for d in args.picks] if args.candidates else []
+    candidates = [Path(d) / f"{CANDIDATES}.star" for d in args.picks] if args.candidates else []
     lost = [str(c) for c in candidates if not c.is_file()]
     if lost:
         raise DeepEMError(f"{lost[0]}: missing ({len(lost)} shards); rerun the pick step for them")

@@ -25,6 +25,7 @@ import pandas as pd
 from deepem import model
 from deepem.background import kept, read_maps, values_at
 from deepem.commands import common
+from deepem.dataset import CANDIDATES, check_not_reserved
 from deepem.io import manifest
 from deepem.io.atomic import atomic_directory
 from deepem.io.coords import MIC, picks_table, write_star
@@ -64,6 +65,7 @@ def main(args):
     min_distance = spacing * ckpt["particle_px"]
     edge = args.edge * ckpt["particle_px"]
     table = manifest.read([args.preprocessed])
+    check_not_reserved(table["source"].to_dict())
     manifest.check_units(
         table, ckpt.get("units", manifest.OLD_UNITS), args.model,
         "retrain on these, or preprocess again with the deepem version that trained the model",
@@ -88,7 +90,7 @@ def main(args):
             found.append(cand)
             total += int(keep.sum())
         merged = pd.concat(found, ignore_index=True) if found else picks_table(np.zeros((0, 2)), [])
-        write_star(tmp / "candidates.star", merged, float_format="%.3f")
+        write_star(tmp / f"{CANDIDATES}.star", merged, float_format="%.3f")
     elapsed = time.time() - start
     if background_floor is not None:
         beyond = f"darker than {background_floor:.3f}" + ("" if ceiling is None else f" or more textured than {ceiling:.3f}")
