@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from conftest import BIN, ROOT, run, snakemake, write_config
@@ -111,6 +112,23 @@ def test_gather_writes_nothing_when_a_shard_has_no_candidates(finished_run, tmp_
     assert result.returncode == 2 and f"{victim}: no rlnMicrographName column" in result.stderr
     assert not list(tmp_path.glob("m.*")) and not list(tmp_path.glob("c.*"))
     assert not [path for path in (tmp_path / "relion").rglob("*") if path.is_file()]  # at most its empty folder
+
+
+@pytest.mark.parametrize("outputs, clash", [
+    (["--relion-dir", "out", "--box", "out"], "out/coordinates: --relion-dir out and --box out would overwrite each other"),
+    (["-o", "out/box/m.star", "--box", "out/box"], "out/box/m.star: -o out/box/m.star and --box out/box would"),
+    (["-o", "out/m.star", "--candidates", "out/m.star"], "out/m.star: -o out/m.star and --candidates out/m.star"),
+])
+def test_gather_refuses_outputs_that_would_overwrite_each_other(finished_run, tmp_path, outputs, clash):
+    tmp, _ = finished_run
+    (tmp_path / "out").mkdir()
+    command = ["deepem", "gather", "--picks", *map(str, sorted((tmp / "results" / "round_1" / "picks").iterdir())),
+               "--preprocessed", *map(str, sorted((tmp / "results" / "preprocessed").iterdir())), "--diameter", "150"]
+    result = run(command + (outputs if "-o" in outputs else ["-o", "m.star", *outputs]), cwd=tmp_path, check=False)
+    assert result.returncode == 2 and clash in result.stderr, result.stderr
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+    run(command + ["-o", "out/m.star", "--relion-dir", "out", "--box", "out/box", "--candidates", "out/c.star"], cwd=tmp_path)
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"m.star", "c.star", "autopick.star", "coordinates", "box"}
 
 
 def test_corrupt_model_is_a_clear_error(finished_run, tmp_path):

@@ -13,13 +13,16 @@ empty when it has no picks):
   --topaz FILE       Topaz text (image_name x_coord y_coord score)
   --csv FILE         CSV (micrograph,x,y,score)
 
-and, with --candidates, the merged candidate lists.
+and, with --candidates, the merged candidate lists. Two outputs at one path, or one inside a
+folder another replaces (--box DIR, --relion-dir DIR's coordinates/), are refused before anything
+is written.
 
 Example:
     deepem gather --picks results/round_1/picks/* --preprocessed results/preprocessed/* \\
         -o results/round_1/picks.star --relion-dir results/round_1 --box results/round_1/box --diameter 150
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +30,7 @@ import numpy as np
 from deepem.dataset import CANDIDATES
 from deepem.errors import DeepEMError
 from deepem.io import manifest
-from deepem.io.coords import MIC, SCORE, X, Y, read_star_table, star_writer
+from deepem.io.coords import MIC, SCORE, X, Y, read_star_table, relion, star_writer
 from deepem.io.coords.formats import WriteOptions, box_size, open_writers
 
 
@@ -65,6 +68,27 @@ def locate(names, directories, filename):
     return found
 
 
+OPTIONS = {"relion": "-o", "relion-dir": "--relion-dir", "cryosparc": "--cryosparc", "box": "--box", "topaz": "--topaz",
+           "csv": "--csv", "candidates": "--candidates"}
+
+
+def check_distinct(targets):
+    """Error naming two of ``{format: output}`` when one would overwrite the other: the same path, or
+    one inside a folder the other replaces (--box DIR whole; --relion-dir DIR's coordinates/ and index)."""
+    claims = []
+    for fmt, output in targets.items():
+        path = Path(os.path.abspath(output))
+        claims += [(fmt, path / f) for f in (relion.COORDINATES, relion.INDEX)] if fmt == "relion-dir" else [(fmt, path)]
+    for i, (fmt, path) in enumerate(claims):
+        for other, there in claims[i + 1:]:
+            if other != fmt and (path == there or path in there.parents or there in path.parents):
+                inner = max(path, there, key=lambda p: len(p.parts))  # what the other would delete or overwrite
+                raise DeepEMError(
+                    f"{inner}: {OPTIONS[fmt]} {targets[fmt]} and {OPTIONS[other]} {targets[other]} would overwrite "
+                    "each other; give each output its own path"
+                )
+
+
 def export_options(args, table):
     size = None
     if args.box:
@@ -79,6 +103,7 @@ def main(args):
     files = locate(list(table.index), args.picks, "{name}.star")
     targets = {"relion": args.output, "relion-dir": args.relion_dir, "cryosparc": args.cryosparc,
                "box": args.box, "topaz": args.topaz, "csv": args.csv}
+    check_distinct({k: v for k, v in {**targets, "candidates": args.candidates}.items() if v})
     candidates = [Path(d) / f"{CANDIDATES}.star" for d in args.picks] if args.candidates else []
     lost = [str(c) for c in candidates if not c.is_file()]
     if lost:
