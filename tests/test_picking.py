@@ -167,3 +167,17 @@ def test_training_stores_the_labels_spacing_and_mines_and_calibrates_at_it(finis
     expected = label_spacing(load_labels(labels, manifest.read(shards), "positive label"), ckpt["particle_px"])
     assert 0.4 <= expected < 0.5 and ckpt["min_distance"] == pytest.approx(expected)
     assert seen == [expected, expected]  # mining, then the held-out stripes' threshold
+
+
+def test_training_without_labelled_micrographs_stores_a_given_spacing_and_floor(finished_run, tmp_path):
+    patches = finished_run[0] / "results" / "round_1" / "patches.npz"
+    stored = {}
+    for name, extra in {"given": ["--min-distance", "0.45", "--background-floor", "-2.5"], "auto": []}.items():
+        log = run(["deepem", "train", patches, "-o", tmp_path / name, "--epochs", "1", *extra]).stdout
+        stored[name] = torch.load(tmp_path / name / "model.pt", weights_only=False)
+        assert ("0.450 diameter apart: given" in log) == (name == "given")
+    assert stored["given"]["min_distance"] == 0.45 and stored["given"]["background_floor"] == -2.5
+    assert "min_distance" not in stored["auto"] and "background_floor" not in stored["auto"]  # pick's defaults apply
+    log = run(["deepem", "pick", "--model", tmp_path / "given" / "model.pt", "--preprocessed",
+               finished_run[0] / "results" / "preprocessed" / "1-of-3", "-o", tmp_path / "picks"]).stdout
+    assert "darker than -2.500 (carbon" in log and "0.450 diameter apart" in log

@@ -14,7 +14,8 @@ and texture ceiling (see 'deepem pick'; --background-floor off, or a level for t
 them), and the automatic threshold leaves out the maxima beyond them, as picking does. They also set
 the distance between picks that the model stores for 'deepem pick --min-distance auto': the
 labels' 1st-percentile nearest-neighbour distance, within 0.4-0.5 diameter, or --min-distance
-(mining and the automatic threshold take their maxima at that spacing too). A killed run resumes
+(mining and the automatic threshold take their maxima at that spacing too). Without them, a
+--min-distance or a --background-floor level given is stored for picking. A killed run resumes
 from its last epoch, unless its settings or patches have changed since.
 
 Example:
@@ -116,6 +117,13 @@ def main(args):
         given = str(args.min_distance).lower() != "auto"
         how = f"given; the labels' is {measured:.3f}" if given else f"the labels' spacing (at most {SPACING})"
         print(f"picks at least {spacing:.3f} diameter apart: {how}")
+    else:  # no labelled micrographs to measure on: what is given is stored for picking with 'auto'
+        if str(args.min_distance).lower() != "auto":
+            saved["min_distance"] = common.parse_min_distance(args.min_distance, None)
+            print(f"picks at least {saved['min_distance']:.3f} diameter apart: given")
+        if floor_choice not in ("auto", None):
+            saved["background_floor"] = floor_choice
+            print(f"background floor {floor_choice:.3f} (given; no texture ceiling without labelled micrographs)")
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     arch = common.architecture(meta["particle_px"], meta["box_scale"], args.mode)
