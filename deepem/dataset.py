@@ -48,9 +48,10 @@ CANDIDATES = "candidates"  # a pick shard holds NAME.star per micrograph and can
 
 def check_not_reserved(micrographs):
     """A micrograph named like the pick shard's candidate list (``{name: path}``) is an error naming it."""
-    if CANDIDATES in micrographs:
+    clash = next((name for name in micrographs if name.lower() == CANDIDATES), None)  # any case: macOS
+    if clash is not None:
         raise DeepEMError(
-            f"{micrographs[CANDIDATES]}: a micrograph named '{CANDIDATES}' would overwrite the picks' {CANDIDATES}.star; "
+            f"{micrographs[clash]}: a micrograph named '{clash}' would overwrite the picks' {CANDIDATES}.star; "
             "rename the file (a link with another name will do)"
         )
 

@@ -28,6 +28,7 @@ def test_a_gpu_index_the_node_does_not_show_is_an_error_naming_the_cluster_fix(m
     from deepem.commands.common import resolve_device
     from deepem.errors import DeepEMError
 
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)  # resolve_device sets it; restored after the test
     if not torch.cuda.is_available():  # the node's real count where there is a GPU, else one GPU stated
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
         monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
@@ -36,3 +37,12 @@ def test_a_gpu_index_the_node_does_not_show_is_an_error_naming_the_cluster_fix(m
         resolve_device(f"cuda:{count}")
     assert resolve_device(f"cuda:{count - 1}") == torch.device(f"cuda:{count - 1}")
     assert resolve_device("cuda") == torch.device("cuda")
+
+
+@pytest.mark.parametrize("command", ["preprocess", "show", "simulate", "convert"])
+def test_a_pixel_size_must_be_positive(command, capsys):
+    from deepem.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--pixel-size", "0"])  # refused before the missing arguments are noticed
+    assert exit_info.value.code == 2 and "'0' is not a positive number" in capsys.readouterr().err

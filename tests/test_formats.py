@@ -13,7 +13,7 @@ from conftest import run
 from deepem.cli import main
 from deepem.dataset import load_labels, route_labels
 from deepem.errors import DeepEMError
-from deepem.io.coords import MIC, SCORE, X, Y, read_picks
+from deepem.io.coords import MIC, SCORE, X, Y, read_coordinates, read_picks
 from deepem.io.coords.detect import detect, names_micrographs
 from deepem.io.coords.formats import WRITERS, WriteOptions, micrograph_centres, open_writers
 from deepem.io.micrograph import write_mrc
@@ -117,6 +117,20 @@ def test_shifts_of_particles_picked_on_binned_micrographs_are_in_their_pixels(tm
         np.testing.assert_allclose(micrograph_centres(got[mic], "b", pixel_size=1.0), xy(reference[mic]), atol=1e-9)
         # no pixel size of deepem's micrographs: the centres stay in the file's frame
         np.testing.assert_allclose(micrograph_centres(got[mic], "b"), xy(reference[mic]) / 2, atol=1e-9)
+
+
+def test_refined_particles_need_a_positive_pixel_size(tmp_path):
+    refined = by_micrograph(DATA / "particles_refined.star")["mic_a"]
+    for unknown in (None, 0.0, float("nan")):  # an MRC header's 0 is no pixel size
+        with pytest.raises(DeepEMError, match="the particles' shifts"):
+            micrograph_centres(refined, "r", pixel_size=unknown)
+    path = tmp_path / "zero.star"
+    table = starfile.read(DATA / "particles_refined.star", always_dict=True)
+    starfile.write({"optics": table["optics"].assign(rlnMicrographPixelSize=0.0), "particles": table["particles"]}, path)
+    with pytest.raises(DeepEMError, match="zero.star: rlnMicrographPixelSize must be a positive number"):
+        read_picks(path)
+    with pytest.raises(DeepEMError, match="particles_refined.star: particles with shifts"):
+        read_coordinates(DATA / "particles_refined.star")
 
 
 def test_relion_30_shifts_in_pixels_are_an_error_unless_zero(tmp_path):

@@ -114,20 +114,30 @@ def test_gather_writes_nothing_when_a_shard_has_no_candidates(finished_run, tmp_
     assert not [path for path in (tmp_path / "relion").rglob("*") if path.is_file()]  # at most its empty folder
 
 
+def _gather_command(finished_run):
+    tmp, _ = finished_run
+    return ["deepem", "gather", "--picks", *map(str, sorted((tmp / "results" / "round_1" / "picks").iterdir())),
+            "--preprocessed", *map(str, sorted((tmp / "results" / "preprocessed").iterdir())), "--diameter", "150"]
+
+
 @pytest.mark.parametrize("outputs, clash", [
     (["--relion-dir", "out", "--box", "out"], "out/coordinates: --relion-dir out and --box out would overwrite each other"),
+    (["--relion-dir", "link", "--box", "out"], "out/coordinates: --relion-dir link and --box out would overwrite"),
     (["-o", "out/box/m.star", "--box", "out/box"], "out/box/m.star: -o out/box/m.star and --box out/box would"),
     (["-o", "out/m.star", "--candidates", "out/m.star"], "out/m.star: -o out/m.star and --candidates out/m.star"),
 ])
 def test_gather_refuses_outputs_that_would_overwrite_each_other(finished_run, tmp_path, outputs, clash):
-    tmp, _ = finished_run
     (tmp_path / "out").mkdir()
-    command = ["deepem", "gather", "--picks", *map(str, sorted((tmp / "results" / "round_1" / "picks").iterdir())),
-               "--preprocessed", *map(str, sorted((tmp / "results" / "preprocessed").iterdir())), "--diameter", "150"]
-    result = run(command + (outputs if "-o" in outputs else ["-o", "m.star", *outputs]), cwd=tmp_path, check=False)
+    (tmp_path / "link").symlink_to("out")  # two names of one folder
+    command = _gather_command(finished_run) + (outputs if "-o" in outputs else ["-o", "m.star", *outputs])
+    result = run(command, cwd=tmp_path, check=False)
     assert result.returncode == 2 and clash in result.stderr, result.stderr
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
-    run(command + ["-o", "out/m.star", "--relion-dir", "out", "--box", "out/box", "--candidates", "out/c.star"], cwd=tmp_path)
+
+
+def test_gather_writes_outputs_side_by_side_in_one_folder(finished_run, tmp_path):
+    run(_gather_command(finished_run) + ["-o", "out/m.star", "--relion-dir", "out", "--box", "out/box", "--candidates",
+                                         "out/c.star"], cwd=tmp_path)
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"m.star", "c.star", "autopick.star", "coordinates", "box"}
 
 

@@ -1,5 +1,6 @@
 """Arguments and helpers shared by several subcommands."""
 
+import argparse
 import math
 import os
 
@@ -65,6 +66,17 @@ def _number(text, option, allowed, low=-math.inf, high=math.inf):
         value = math.nan
     if not (math.isfinite(value) and low < value < high):
         raise DeepEMError(f"{option} {text!r}: use {allowed}")
+    return value
+
+
+def positive(text):
+    """argparse type: a finite number above 0 (a pixel size, a diameter)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
     return value
 
 

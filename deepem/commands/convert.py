@@ -17,8 +17,8 @@ files are matched to those micrographs as in the workflow (rows naming others ar
 the outputs name the micrograph files, coordinates must lie inside them, and RELION
 coordinates picked at another pixel size (rlnMicrographPixelSize) are rescaled to theirs.
 Refined RELION particles are written at their centres: the coordinate minus the shift
-(rlnOriginXAngst/YAngst, Å), which needs the micrographs' pixel size (--pixel-size or
---micrographs).
+(rlnOriginXAngst/YAngst, Å), which needs the pixel size of the micrographs they were picked on:
+the file's rlnMicrographPixelSize, else --pixel-size or --micrographs.
 
 Example:
     deepem convert topaz_picks.txt --micrographs 'mics/*.mrc' --to relion-dir -o relion_picks
@@ -31,6 +31,7 @@ from pathlib import PurePath
 import numpy as np
 import pandas as pd
 
+from deepem.commands import common
 from deepem.dataset import expand, micrograph_names, route_labels
 from deepem.errors import DeepEMError
 from deepem.io.coords import MIC, SCORE, X, Y, read_picks
@@ -48,7 +49,7 @@ def add_args(parser):
     parser.add_argument("--from", dest="source_format", choices=list(READERS), help="input format (default: detected)")
     parser.add_argument("--micrographs", nargs="+", metavar="MIC", help="the micrograph files (or glob patterns)")
     parser.add_argument(
-        "--pixel-size", type=float,
+        "--pixel-size", type=common.positive,
         help="A/px of the micrographs (default: their MRC headers); RELION coordinates picked at another "
         "pixel size are rescaled to it",
     )

@@ -77,7 +77,7 @@ def check_distinct(targets):
     one inside a folder the other replaces (--box DIR whole; --relion-dir DIR's coordinates/ and index)."""
     claims = []
     for fmt, output in targets.items():
-        path = Path(os.path.abspath(output))
+        path = Path(os.path.realpath(output))  # links resolved: two names of one folder overlap
         claims += [(fmt, path / f) for f in (relion.COORDINATES, relion.INDEX)] if fmt == "relion-dir" else [(fmt, path)]
     for i, (fmt, path) in enumerate(claims):
         for other, there in claims[i + 1:]:

@@ -26,7 +26,7 @@ from deepem.progress import progress
 def add_args(parser):
     parser.add_argument("micrographs", nargs="*", help="micrograph files (MRC, TIFF, PNG, JPEG)")
     parser.add_argument("-o", "--outdir", required=True, help="output directory")
-    parser.add_argument("--pixel-size", type=float, help="A/px; default: read from the MRC header")
+    parser.add_argument("--pixel-size", type=common.positive, help="A/px; default: read from the MRC header")
     common.add_geometry_args(parser)
     common.add_threads_arg(parser)
 

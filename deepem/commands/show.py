@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
+from deepem.commands import common
 from deepem.errors import DeepEMError
 from deepem.dataset import micrograph_keys
 from deepem.io.coords import MIC, SCORE, read_picks
@@ -39,7 +40,7 @@ def add_args(parser):
     parser.add_argument("--candidates", help="candidates (any coordinate format): those that are not picks are drawn as rejected")
     parser.add_argument("--threshold", type=float, help="picks scoring below this are drawn as rejected")
     parser.add_argument("--diameter", type=float, help="particle diameter in A (default: circles of 1/50 the image)")
-    parser.add_argument("--pixel-size", type=float, help="A/px; default: the MRC header")
+    parser.add_argument("--pixel-size", type=common.positive, help="A/px; default: the MRC header")
     parser.add_argument("--max-size", type=int, default=1024, help="longer side of the drawn image in px (default 1024)")
 
 

@@ -8,6 +8,7 @@ example:
   deepem simulate -o demo --micrographs 8 --size 1024 --labelled 4
 """
 
+from deepem.commands import common
 from deepem.simulate import simulate_dataset
 
 
@@ -15,7 +16,7 @@ def add_args(parser):
     parser.add_argument("-o", "--outdir", required=True, help="output folder")
     parser.add_argument("--micrographs", type=int, default=8, help="number of micrographs (default 8)")
     parser.add_argument("--size", type=int, default=1024, help="micrograph edge in pixels (default 1024)")
-    parser.add_argument("--pixel-size", type=float, default=2.0, help="Å per pixel (default 2.0)")
+    parser.add_argument("--pixel-size", type=common.positive, default=2.0, help="Å per pixel (default 2.0)")
     parser.add_argument("--diameter", type=float, default=150.0, help="particle diameter in Å (default 150)")
     parser.add_argument("--labelled", type=int, default=4, help="micrographs with manual picks (default 4)")
     parser.add_argument("--label-fraction", type=float, default=1.0, help="fraction of truth labelled (default 1.0)")

@@ -62,8 +62,12 @@ def read_picks(path, fmt=None):
 
 
 def read_coordinates(path):
-    """``(n, 2)`` centres ``(x, y)`` of a coordinate file of any format, in the file's frame."""
-    return read_picks(path)[[X, Y]].to_numpy(float).reshape(-1, 2)
+    """``(n, 2)`` centres ``(x, y)`` of a coordinate file of any format, in the file's frame; refined
+    particles, whose centres need a pixel size, are an error (read them with :func:`micrograph_centres`)."""
+    table = read_picks(path)
+    if ORIGIN_X in table.columns:
+        raise DeepEMError(f"{path}: particles with shifts (rlnOriginXAngst/YAngst); give their micrographs to place them")
+    return table[[X, Y]].to_numpy(float).reshape(-1, 2)
 
 
 def micrograph_centres(table, path, pixel_size=None, height=None, flip_y=False):
@@ -78,9 +82,11 @@ def micrograph_centres(table, path, pixel_size=None, height=None, flip_y=False):
     convention, exact for box corners: ``height - y - box``).
     """
     xy = table[[X, Y]].to_numpy(float, copy=True).reshape(-1, 2)
+    if pixel_size is not None and not (np.isfinite(pixel_size) and pixel_size > 0):
+        pixel_size = None  # unknown: a PNG's, or an MRC header's 0
     if ORIGIN_X in table.columns and len(table):
         picked_at = table[PIXEL_SIZE].to_numpy(float) if PIXEL_SIZE in table.columns else pixel_size
-        if picked_at is None or not np.all(np.isfinite(picked_at)):
+        if picked_at is None:
             raise DeepEMError(
                 f"{path}: the particles' shifts (rlnOriginXAngst/YAngst) are in Å and the file does not state its "
                 "micrographs' pixel size; give it (--pixel-size, or micrographs with it in their headers)"

@@ -11,7 +11,8 @@ in Å, that centres each particle image, so the particle's centre is at rlnCoord
 shift in micrograph pixels (what RELION's Extract with "Re-center refined coordinates" computes).
 Nonzero shifts are kept for :func:`deepem.io.coords.formats.micrograph_centres`. RELION 3.0's
 rlnOriginX/Y are in pixels of the particle images, whose binning the file does not state, so
-nonzero ones are an error naming the fix.
+nonzero ones are an error naming the fix (their binning could be inferred from
+rlnDetectorPixelSize and rlnMagnification, which not every 3.0 file carries).
 
 Writing: one merged STAR (rlnMicrographName, rlnCoordinateX/Y, rlnAutopickFigureOfMerit), or
 RELION 4/5's layout for Extract: ``DIR/coordinates/NAME_autopick.star`` per micrograph plus
@@ -41,6 +42,9 @@ def _pixel_sizes(table, optics, path):
     """rlnMicrographPixelSize of each row from ``data_optics``, or None when it is not stated."""
     if not isinstance(optics, pd.DataFrame) or PIXEL_SIZE not in optics.columns:
         return None
+    stated = pd.to_numeric(optics[PIXEL_SIZE], errors="coerce").to_numpy(float)
+    if not (np.isfinite(stated) & (stated > 0)).all():
+        raise DeepEMError(f"{path}: rlnMicrographPixelSize must be a positive number of Å per pixel in data_optics")
     if OPTICS_GROUP in table.columns and OPTICS_GROUP in optics.columns:
         sizes = table[OPTICS_GROUP].map(optics.set_index(OPTICS_GROUP)[PIXEL_SIZE])
         if sizes.isna().any():
@@ -59,7 +63,7 @@ def _shifts(loop, path):
     """The particles' nonzero rlnOriginXAngst/YAngst (a DataFrame), or None when they have none."""
     if ORIGIN_X not in loop.columns and ORIGIN_Y not in loop.columns:
         old = [c for c in ORIGIN_PX if c in loop.columns]
-        if old and pd.to_numeric(loop[old].stack(), errors="coerce").fillna(1).ne(0).any():
+        if old and loop[old].apply(pd.to_numeric, errors="coerce").fillna(1).ne(0).to_numpy().any():
             raise DeepEMError(
                 f"{path}: particle shifts in pixels of the particle images (rlnOriginX/Y, RELION 3.0), whose binning "
                 "the file does not state; upgrade it with relion_convert_star (RELION 3.1+), which gives them in Å"
