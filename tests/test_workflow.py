@@ -86,6 +86,33 @@ def test_extract_routes_a_merged_label_file_like_per_micrograph_files(finished_r
     assert "extract" in dry.stdout
 
 
+def test_extract_takes_refined_particles_at_their_centres(finished_run, tiny_dataset, tmp_path):
+    """A RELION refined particle STAR (extraction coordinate + rlnOriginXAngst/YAngst) gives the patches its centres give."""
+    tmp, _ = finished_run
+    labels = sorted((tiny_dataset / "labels").glob("*.star"))
+    rng = np.random.default_rng(0)
+    rows = []
+    for path in labels:
+        mic = tiny_dataset / "micrographs" / f"{path.stem.removesuffix('_manualpick')}.mrc"
+        with mrcfile.open(mic, header_only=True) as f:
+            pixel_size = float(f.voxel_size.x)
+        xy = read_coordinates(path)
+        shift = rng.integers(-12, 13, size=xy.shape) * pixel_size / 4  # Å; quarter pixels, exact in binary
+        coordinate = xy + shift / pixel_size
+        rows.append(pd.DataFrame({MIC: str(mic), X: coordinate[:, 0], Y: coordinate[:, 1],
+                                  "rlnOriginXAngst": shift[:, 0], "rlnOriginYAngst": shift[:, 1]}))
+    refined = tmp_path / "particles.star"
+    starfile.write({"particles": pd.concat(rows, ignore_index=True)}, refined, float_format="%.6f")
+    shards = sorted(map(str, (tmp / "results" / "preprocessed").iterdir()))
+    for positives, out in [(labels, "centres.npz"), ([refined], "refined.npz")]:
+        run(["deepem", "extract", "--preprocessed", *shards, "--positives", *map(str, positives), "--diameter", "150",
+             "-o", str(tmp_path / out)])
+    a, b = np.load(tmp_path / "centres.npz"), np.load(tmp_path / "refined.npz")
+    assert json.loads(str(a["meta"]))["counts"]["positive"] > 0
+    for key in ("x", "y", "val"):
+        np.testing.assert_array_equal(a[key], b[key])
+
+
 def test_extract_holds_out_a_stripe_of_each_labelled_micrograph(finished_run, tiny_dataset, tmp_path):
     tmp, _ = finished_run
     labels = sorted(map(str, (tiny_dataset / "labels").glob("*.star")))
