@@ -44,7 +44,7 @@ def _check_replaceable(path):
     if path.is_dir() and any(path.iterdir()) and not (path / MARKER).exists():
         raise DeepEMError(
             f"{path}: holds files that deepem did not write, and deepem replaces its output directory whole; "
-            "give a new or empty directory (an output of deepem 0.10 or older: remove it first)"
+            "give a new or empty directory (an output of deepem 0.10.0 or older, which did not mark its outputs: remove it first)"
         )
 
 
