@@ -18,7 +18,6 @@ import numpy as np
 from deepem.errors import DeepEMError
 from deepem.io.coords import MIC, read_picks
 from deepem.io.coords.formats import micrograph_centres
-from deepem.io.micrograph import SUFFIXES
 from deepem.patches import check_inside
 
 
@@ -54,21 +53,6 @@ def check_not_reserved(micrographs):
             f"{micrographs[clash]}: a micrograph named '{clash}' would overwrite the picks' {CANDIDATES}.star; "
             "rename the file (a link with another name will do)"
         )
-
-
-def micrograph_names(paths):
-    """``{name: path}`` for micrograph files; two files with one stem are an error."""
-    names = {}
-    for path in paths:
-        p = Path(path)
-        if p.suffix.lower() not in SUFFIXES:
-            raise DeepEMError(f"{p}: unsupported micrograph format '{p.suffix}'; use MRC, TIFF, PNG or JPEG")
-        if p.stem in names:
-            raise DeepEMError(
-                f"{p}: same name '{p.stem}' as {names[p.stem]}; micrograph file names must be unique"
-            )
-        names[p.stem] = str(p)
-    return names
 
 
 def _stem_match(path, by_length, what):
@@ -107,6 +91,14 @@ def micrograph_keys(entries, names):
     return entries.map({entry: micrograph_name(entry, names) for entry in entries.unique()})
 
 
+def once(files):
+    """``files`` without repeats: a file given twice, or by two spellings, counts once (first spelling kept)."""
+    first = {}
+    for path in files:
+        first.setdefault(os.path.abspath(path), path)
+    return list(first.values())
+
+
 def route_labels(files, names, what, fmt=None):
     """``{name: [(file, picks table)]}``: rows routed by their micrograph column, other files by stem.
 
@@ -115,7 +107,7 @@ def route_labels(files, names, what, fmt=None):
     names = set(names)
     by_length = sorted(names, key=len, reverse=True)
     routed = {}
-    for path in files:
+    for path in once(files):
         table = read_picks(path, fmt)
         if MIC not in table.columns:
             routed.setdefault(_stem_match(path, by_length, what), []).append((str(path), table))

@@ -7,10 +7,10 @@ declarative. Errors are :class:`DeepEMError` with one line naming the file and t
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepem.dataset import check_not_reserved, expand, match_labels, micrograph_names
+from deepem.dataset import check_not_reserved, expand, match_labels
 from deepem.errors import DeepEMError
 from deepem.io.coords.detect import names_micrographs
-from deepem.io.micrograph import read_header
+from deepem.io.micrograph import micrograph_names, read_header
 
 
 @dataclass

@@ -46,3 +46,37 @@ def test_a_pixel_size_must_be_positive(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--pixel-size", "0"])  # refused before the missing arguments are noticed
     assert exit_info.value.code == 2 and "'0' is not a positive number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "1", "1.5", "-0.1", "x"])
+def test_the_held_out_fraction_must_lie_between_0_and_1(value, capsys):
+    from deepem.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["extract", "--val-fraction", value])
+    assert exit_info.value.code == 2 and f"'{value}' is not a number between 0 and 1" in capsys.readouterr().err
+
+
+def test_rounds_reads_the_innermost_round_and_names_bad_files(tmp_path):
+    import json
+
+    from deepem.commands.rounds import read_round
+    from deepem.errors import DeepEMError
+
+    metrics = {"precision": 0.9, "recall": 0.8, "f1": 0.85, "average_precision": 0.88, "best_f1": 0.86}
+    path = tmp_path / "round_1_old" / "round_2" / "metrics.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"all": metrics}))
+    assert read_round(path) == (2, {"all": metrics})
+    for name, text, message in [
+        ("m.json", json.dumps({"all": metrics}), "no round_<n> folder"),
+        ("round_3/m.json", "{not json", "not a readable metrics file"),
+        ("round_4/m.json", json.dumps({"all": {"f1": 1}}), "not the metrics.json of 'deepem evaluate'"),
+        ("round_5/m.json", None, "not a readable metrics file"),
+    ]:
+        bad = tmp_path / name
+        bad.parent.mkdir(exist_ok=True)
+        if text is not None:
+            bad.write_text(text)
+        with pytest.raises(DeepEMError, match=rf"{name}: {message}"):
+            read_round(bad)

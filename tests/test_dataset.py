@@ -3,7 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepem.dataset import match_labels, micrograph_names
+from deepem.dataset import match_labels
+from deepem.io.micrograph import micrograph_names
 from deepem.errors import DeepEMError
 from deepem.patches import check_inside, extract
 

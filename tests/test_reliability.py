@@ -1,5 +1,6 @@
 """Faults and reproducibility: killed jobs, refusals, byte-identical reruns, exact rerun triggers."""
 
+import json
 import os
 import shutil
 import signal
@@ -11,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import starfile
 import torch
 
 from conftest import BIN, ROOT, run, snakemake, write_config
+from deepem.io.coords import read_star_table
 from deepem.io.micrograph import write_mrc
 from deepem.model import DeepEMNet, save
 from deepem.commands.common import architecture
@@ -230,3 +233,75 @@ def test_changed_input_reruns_exactly_the_affected_jobs(finished_run, tiny_datas
         label.write_bytes(original)
         os.utime(label, (before.st_atime, before.st_mtime))
     assert {"extract", "train", "pick", "gather"} <= jobs and "preprocess" not in jobs
+
+
+def _shards(tmp):
+    return sorted(map(str, (tmp / "results" / "preprocessed").iterdir()))
+
+
+def test_one_micrograph_name_twice_is_an_error_before_any_work(finished_run, tiny_dataset, tmp_path):
+    tmp, _ = finished_run
+    labels = sorted(map(str, (tiny_dataset / "labels").glob("*.star")))
+    shard = _shards(tmp)[0]
+    result = run(["deepem", "extract", "--preprocessed", shard, shard, "--positives", *labels, "--diameter", "150",
+                  "-o", str(tmp_path / "p.npz")], check=False)
+    assert result.returncode == 2 and "same name" in result.stderr and "give each preprocessing shard once" in result.stderr
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        shutil.copy(tiny_dataset / "micrographs" / "demo_000.mrc", tmp_path / sub / "mic.mrc")
+    result = run(["deepem", "preprocess", str(tmp_path / "a/mic.mrc"), str(tmp_path / "b/mic.mrc"), "--diameter", "150",
+                  "-o", str(tmp_path / "pre")], check=False)
+    assert result.returncode == 2 and "b/mic.mrc: same name 'mic'" in result.stderr and not (tmp_path / "pre").exists()
+
+
+def test_a_label_file_given_twice_counts_once(finished_run, tiny_dataset, tmp_path):
+    tmp, _ = finished_run
+    labels = sorted(map(str, (tiny_dataset / "labels").glob("*.star")))
+    counts = {}
+    for name, positives in {"once": labels, "twice": labels + [labels[0], str(Path(labels[0]).parent / "." / Path(labels[0]).name)]}.items():
+        run(["deepem", "extract", "--preprocessed", *_shards(tmp), "--positives", *positives, "--diameter", "150",
+             "-o", str(tmp_path / f"{name}.npz")])
+        counts[name] = json.loads(str(np.load(tmp_path / f"{name}.npz")["meta"]))["counts"]["positive"]
+    assert counts["once"] > 0 and counts["twice"] == counts["once"]
+
+
+def test_training_keeps_positives_when_the_stripes_hold_every_label(finished_run, tiny_dataset, tmp_path):
+    tmp, _ = finished_run
+    labels = sorted(map(str, (tiny_dataset / "labels").glob("*.star")))
+    log = run(["deepem", "extract", "--preprocessed", *_shards(tmp), "--positives", *labels, "--diameter", "150",
+               "--val-fraction", "0.99", "-o", str(tmp_path / "p.npz")]).stdout
+    patches = np.load(tmp_path / "p.npz")
+    y, val = patches["y"], patches["val"]
+    assert "or every one, so a random 99% of the patches is held out" in log
+    assert y[~val].sum() >= 1 and y[val].sum() >= 1
+
+
+def test_verified_picks_and_corrections_are_checked_against_the_micrographs(finished_run, tiny_dataset, tmp_path):
+    tmp, _ = finished_run
+    results = tmp / "results"
+    labels = sorted(map(str, (tiny_dataset / "labels").glob("*.star")))
+    model = str(results / "round_1" / "model" / "model.pt")
+    outside = tmp_path / "demo_000_corrections.star"
+    outside.write_text("data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n5000 300\n")
+    verify = ["deepem", "verify", "--candidates", str(results / "round_1" / "candidates.star"), "--model", model,
+              "--preprocessed", *_shards(tmp), "--diameter", "150", "-o", str(tmp_path / "v.star")]
+    result = run(verify + ["--corrections", str(outside)], check=False)
+    assert result.returncode == 2 and "demo_000_corrections.star" in result.stderr and "outside" in result.stderr
+    assert not (tmp_path / "v.star").exists()
+    (tmp_path / "bad.pt").write_bytes(b"not a model")
+    for command in (verify[:4] + ["--model", str(tmp_path / "bad.pt")] + verify[6:],
+                    ["deepem", "histogram", str(results / "round_1" / "candidates.star"), "--model", str(tmp_path / "bad.pt"),
+                     "-o", str(tmp_path / "h.png")]):
+        result = run(command, check=False)
+        assert result.returncode == 2 and "bad.pt: not a readable deepem model" in result.stderr
+    extract = ["deepem", "extract", "--preprocessed", *_shards(tmp), "--positives", *labels, "--diameter", "150",
+               "-o", str(tmp_path / "p.npz"), "--verified"]
+    result = run(extract + [str(results / "round_1" / "candidates.star")], check=False)
+    assert result.returncode == 2 and "candidates.star: no deepemVerdict column" in result.stderr
+    run(verify)
+    table = read_star_table(tmp_path / "v.star")
+    table.loc[0, "rlnMicrographName"] = "elsewhere/mic_999.mrc"
+    starfile.write(table, tmp_path / "other.star")
+    result = run(extract + [str(tmp_path / "other.star")], check=False)
+    assert result.returncode == 2 and "names micrograph elsewhere/mic_999.mrc, which no --preprocessed" in result.stderr
+    assert not (tmp_path / "p.npz").exists()

@@ -57,13 +57,18 @@ def resolve_device(name):
     return torch.device(name)
 
 
+def _float(text):
+    """``text`` as a float, NaN when it is not a number."""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
 def _number(text, option, allowed, low=-math.inf, high=math.inf):
     """``text`` as a finite number strictly between ``low`` and ``high``, or a DeepEMError naming
     ``option`` and what it ``allowed``."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _float(text)
     if not (math.isfinite(value) and low < value < high):
         raise DeepEMError(f"{option} {text!r}: use {allowed}")
     return value
@@ -71,12 +76,17 @@ def _number(text, option, allowed, low=-math.inf, high=math.inf):
 
 def positive(text):
     """argparse type: a finite number above 0 (a pixel size, a diameter)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _float(text)
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
+def fraction(text):
+    """argparse type: a number strictly between 0 and 1."""
+    value = _float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number between 0 and 1")
     return value
 
 

@@ -25,18 +25,17 @@ Example:
     deepem convert deepem_boxes/*.box --flip-y --height 4096 --to csv -o picks.csv
 """
 
-import os
 from pathlib import PurePath
 
 import numpy as np
 import pandas as pd
 
 from deepem.commands import common
-from deepem.dataset import expand, micrograph_names, route_labels
+from deepem.dataset import expand, once, route_labels
 from deepem.errors import DeepEMError
 from deepem.io.coords import MIC, SCORE, X, Y, read_picks
 from deepem.io.coords.formats import READERS, WRITERS, WriteOptions, box_size, micrograph_centres, open_writers
-from deepem.io.micrograph import name_of, read_header
+from deepem.io.micrograph import micrograph_names, name_of, read_header
 from deepem.patches import check_inside
 
 RELION_PICK_SUFFIXES = ("_autopick", "_manualpick")
@@ -141,10 +140,7 @@ def write_options(args, mics, picks):
 
 
 def main(args):
-    once = {}
-    for path in args.inputs:  # a file given twice (or by two spellings) counts once
-        once.setdefault(os.path.abspath(path), path)
-    args.inputs = list(once.values())
+    args.inputs = once(args.inputs)
     mics = micrograph_table(args.micrographs, args.pixel_size) if args.micrographs else None
     picks = collect(args, mics)
     with open_writers({args.to: args.output}, write_options(args, mics, picks)) as add:

@@ -14,7 +14,6 @@ Example:
 """
 
 import json
-from pathlib import Path
 
 import numpy as np
 
@@ -24,8 +23,8 @@ from deepem.errors import DeepEMError
 from deepem.io import manifest
 from deepem.io.atomic import atomic_path
 from deepem.io.coords import MIC, X, Y, read_star_table
-from deepem.io.micrograph import read_micrograph
-from deepem.patches import extract, holdout_stripe, in_stripe, sample_background
+from deepem.io.micrograph import name_of, read_micrograph
+from deepem.patches import check_inside, extract, holdout_stripe, in_stripe, sample_background
 from deepem.progress import progress
 from deepem.verification import NEGATIVE, POSITIVE, VERDICT
 
@@ -49,7 +48,8 @@ def add_args(parser):
         "--unusual-fraction", type=float, default=0.5, help="share of background drawn from unusual regions"
     )
     parser.add_argument(
-        "--val-fraction", type=float, default=0.15, help="width of the held-out stripe per micrograph (default 0.15)"
+        "--val-fraction", type=common.fraction, default=0.15,
+        help="width of the held-out stripe per micrograph, between 0 and 1 (default 0.15)"
     )
     parser.add_argument("--seed", type=int, default=0)
     common.add_flip_y_arg(parser)
@@ -59,10 +59,21 @@ def verified_labels(path, table):
     """``(positives, negatives, avoid)`` as ``{name: working-pixel centres}`` from a verified STAR."""
     verified = read_star_table(path)
     out = ({}, {}, {})
+    if not len(verified):
+        return out
+    lacking = [c for c in (MIC, VERDICT) if c not in verified.columns]
+    if lacking:
+        raise DeepEMError(f"{path}: no {lacking[0]} column; give the verified.star that 'deepem verify' writes")
     for source, group in verified.groupby(MIC):
-        name = Path(source).stem
+        name = name_of(source)
+        if name not in table.index:
+            raise DeepEMError(
+                f"{path}: names micrograph {source}, which no --preprocessed shard holds; give the shards it was picked from"
+            )
         row = table.loc[name]
-        xy = group[[X, Y]].to_numpy(float) / [row["scale_x"], row["scale_y"]]
+        xy = group[[X, Y]].to_numpy(float)
+        check_inside(xy, (row["height"], row["width"]), path)
+        xy = xy / [row["scale_x"], row["scale_y"]]
         verdict = group[VERDICT].to_numpy()
         for target, mask in zip(out, (np.isin(verdict, POSITIVE), np.isin(verdict, NEGATIVE), ~np.isin(verdict, NEGATIVE))):
             target[name] = xy[mask]
@@ -122,12 +133,12 @@ def main(args):
             vals.append(in_stripe(centres, stripe))
             kinds.extend([kind] * len(centres))
     x, y, val = np.concatenate(xs), np.concatenate(ys), np.concatenate(vals)
-    if args.val_fraction > 0 and not y[val].any():
+    if not (y[val].any() and y[~val].any()):  # the stripes hold no label, or every label
         if y.sum() < 2:
             raise DeepEMError(f"only {int(y.sum())} labelled particle: label at least 2 (one trains, one validates)")
         print(
             f"warning: the held-out stripes ({args.val_fraction:.0%} of each micrograph's width) hold no labelled "
-            f"particle, so a random {args.val_fraction:.0%} of the patches is held out instead and the automatic "
+            f"particle, or every one, so a random {args.val_fraction:.0%} of the patches is held out instead and the automatic "
             "threshold comes from them; label more particles for a threshold set on whole stripes"
         )
         holdout = {}

@@ -8,8 +8,7 @@ Example:
         -o results/round_1/scores.png
 """
 
-import torch
-
+from deepem import model
 from deepem.errors import DeepEMError
 from deepem.io.coords import MIC, SCORE, read_star_table
 from deepem.plots import score_histogram
@@ -29,7 +28,7 @@ def main(args):
         raise DeepEMError(f"{args.candidates}: no {SCORE} column; give the candidates.star of 'deepem gather'")
     threshold = args.threshold
     if args.model:
-        threshold = float(torch.load(args.model, map_location="cpu", weights_only=False)["threshold"])
+        threshold = float(model.load(args.model)[1]["threshold"])
     scores = table[SCORE].to_numpy(float)
     n_mics = table[MIC].nunique() if MIC in table.columns else 1
     score_histogram(scores, threshold, args.output, f"{len(scores)} candidates in {n_mics} micrographs")

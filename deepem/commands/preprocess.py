@@ -18,7 +18,7 @@ from deepem.commands import common
 from deepem.errors import DeepEMError
 from deepem.io import manifest
 from deepem.io.atomic import atomic_directory
-from deepem.io.micrograph import read_micrograph, write_mrc
+from deepem.io.micrograph import micrograph_names, read_micrograph, write_mrc
 from deepem.preprocess import preprocess
 from deepem.progress import progress
 
@@ -48,6 +48,7 @@ def check_geometry(path, shape, pixel_size, diameter, particle_px):
 
 def main(args):
     working = args.diameter / args.particle_px
+    micrograph_names(args.micrographs)  # unique stems and known formats, before any work
     rows = []
     start = time.time()
     with atomic_directory(args.outdir) as tmp:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from deepem.errors import DeepEMError
 from deepem.io.atomic import atomic_path, write_text
 from deepem.pages import metrics_page
 from deepem.plots import metrics_by_round
@@ -25,14 +26,27 @@ def add_args(parser):
     parser.add_argument("--html", help="the table as an HTML page (for the report)")
 
 
+def read_round(path):
+    """``(round, metrics report)`` of a ``round_<n>/metrics.json``; an error naming the file and the fix."""
+    found = re.findall(r"round_(\d+)", str(Path(path).resolve()))
+    if not found:
+        raise DeepEMError(f"{path}: no round_<n> folder in its path; give the round_<n>/metrics.json of 'deepem evaluate'")
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise DeepEMError(f"{path}: not a readable metrics file ({exc}); rerun 'deepem evaluate'") from None
+    groups = [g for g in ("all", "held_out") if isinstance(report, dict) and g in report]
+    if not groups or any(not isinstance(report[g], dict) or set(COLUMNS) - set(report[g]) for g in groups):
+        raise DeepEMError(f"{path}: not the metrics.json of 'deepem evaluate' (no {', '.join(COLUMNS)}); rerun it")
+    return int(found[-1]), {g: report[g] for g in groups}  # the innermost round_<n> folder
+
+
 def main(args):
     rows = []
     for path in args.metrics:
-        n = int(re.search(r"round_(\d+)", str(Path(path).resolve())).group(1))
-        report = json.loads(Path(path).read_text())
-        for group in ("all", "held_out"):
-            if group in report:
-                rows.append({"round": n, "micrographs": group, **{k: report[group][k] for k in COLUMNS}})
+        n, report = read_round(path)
+        for group, metrics in report.items():
+            rows.append({"round": n, "micrographs": group, **{k: metrics[k] for k in COLUMNS}})
     table = pd.DataFrame(rows).sort_values(["micrographs", "round"], kind="stable")
     with atomic_path(args.output) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.4f")

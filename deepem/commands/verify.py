@@ -15,8 +15,8 @@ Example:
 from collections import Counter
 
 import numpy as np
-import torch
 
+from deepem import model
 from deepem.dataset import read_labels
 from deepem.io import manifest
 from deepem.io.coords import read_by_micrograph, write_star
@@ -34,8 +34,8 @@ def add_args(parser):
 
 def main(args):
     table = manifest.read(args.preprocessed)
-    ckpt = torch.load(args.model, map_location="cpu", weights_only=False)
-    corrections = read_labels(args.corrections, table, "correction")
+    _, ckpt = model.load(args.model)
+    corrections = read_labels(args.corrections, table, "correction", check=True)
     diameter_px = float(np.median(args.diameter / table["pixel_size"]))
     verified = verify(
         read_by_micrograph(args.candidates), table, ckpt["threshold"], ckpt["particle_px"], diameter_px, corrections

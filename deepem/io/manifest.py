@@ -50,6 +50,13 @@ def read(directories):
             f"{b['source']}: pixel size {b['pixel_size']:g} A differs from {a['pixel_size']:g} A of {a['source']}; "
             "run micrographs of different pixel sizes as separate datasets"
         )
+    twice = table["name"].duplicated(keep=False)
+    if twice.any():  # a shard given twice, or two files with one stem in different shards
+        a, b = table[twice].iloc[0], table[twice][table[twice]["name"] == table[twice].iloc[0]["name"]].iloc[1]
+        raise DeepEMError(
+            f"{b['source']} ({b['dir']}): same name '{b['name']}' as {a['source']} ({a['dir']}); give each "
+            "preprocessing shard once, and micrograph files unique names"
+        )
     table["scale_x"] = table["width"] / table["work_width"]
     table["scale_y"] = table["height"] / table["work_height"]
     return table.set_index("name", drop=False)

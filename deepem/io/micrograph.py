@@ -19,6 +19,21 @@ IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
 SUFFIXES = MRC_SUFFIXES | IMAGE_SUFFIXES
 
 
+def micrograph_names(paths):
+    """``{name: path}`` for micrograph files; two files with one stem are an error."""
+    names = {}
+    for path in paths:
+        p = Path(path)
+        if p.suffix.lower() not in SUFFIXES:
+            raise DeepEMError(f"{p}: unsupported micrograph format '{p.suffix}'; use MRC, TIFF, PNG or JPEG")
+        if p.stem in names:
+            raise DeepEMError(
+                f"{p}: same name '{p.stem}' as {names[p.stem]}; micrograph file names must be unique"
+            )
+        names[p.stem] = str(p)
+    return names
+
+
 def name_of(entry):
     """A micrograph's name from a micrograph column entry: its file name less a micrograph extension
     (``Movies/mic.001.mrc`` and ``mic.001`` both name ``mic.001``)."""
