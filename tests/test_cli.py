@@ -80,3 +80,27 @@ def test_rounds_reads_the_innermost_round_and_names_bad_files(tmp_path):
             bad.write_text(text)
         with pytest.raises(DeepEMError, match=rf"{name}: {message}"):
             read_round(bad)
+
+
+@pytest.mark.parametrize("command, option, value, message", [
+    ("preprocess", "--threads", "0", "'0' is not a whole number of at least 1"),
+    ("preprocess", "--particle-px", "0", "'0' is not a whole number of at least 1"),
+    ("extract", "--particle-px", "2.5", "'2.5' is not a whole number of at least 1"),
+    ("extract", "--box-scale", "-1", "'-1' is not a positive number"),
+    ("evaluate", "--diameter", "0", "'0' is not a positive number"),
+    ("gather", "--diameter", "nan", "'nan' is not a positive number"),
+])
+def test_bad_option_values_are_refused_by_name(command, option, value, message, capsys):
+    from deepem.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, option, value])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_box_too_small_for_the_network_is_an_error_naming_the_options():
+    from deepem.commands.common import architecture
+    from deepem.errors import DeepEMError
+
+    with pytest.raises(DeepEMError, match=r"a box of 3 px \(--particle-px 32 x --box-scale 0.1\) is too small"):
+        architecture(32, 0.1, "modern")

@@ -8,9 +8,9 @@ from deepem.errors import DeepEMError
 
 
 def add_geometry_args(parser):
-    parser.add_argument("--diameter", type=float, required=True, help="particle diameter in A")
+    parser.add_argument("--diameter", type=positive, required=True, help="particle diameter in A")
     parser.add_argument(
-        "--particle-px", type=int, default=32, help="pixels a particle diameter spans after downsampling (default 32)"
+        "--particle-px", type=count, default=32, help="pixels a particle diameter spans after downsampling (default 32)"
     )
 
 
@@ -22,7 +22,7 @@ def add_flip_y_arg(parser):
 
 
 def add_threads_arg(parser):
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    parser.add_argument("--threads", type=count, default=1, help="CPU threads (default 1)")
 
 
 def add_device_arg(parser):
@@ -82,6 +82,14 @@ def positive(text):
     return value
 
 
+def count(text):
+    """argparse type: a whole number of at least 1 (threads, pixels)."""
+    value = _float(text)
+    if not (math.isfinite(value) and value >= 1 and value == int(value)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(value)
+
+
 def fraction(text):
     """argparse type: a number strictly between 0 and 1."""
     value = _float(text)
@@ -135,7 +143,7 @@ MAPS = {"faithful": (6, 12, 12), "modern": (12, 24, 24)}
 
 def add_arch_args(parser):
     parser.add_argument(
-        "--box-scale", type=float, default=1.5, help="network box width / particle diameter (default 1.5)"
+        "--box-scale", type=positive, default=1.5, help="network box width / particle diameter (default 1.5)"
     )
 
 
@@ -143,4 +151,11 @@ def architecture(particle_px, box_scale, mode):
     """The network for a particle of ``particle_px`` working pixels and a box ``box_scale`` times wider."""
     from deepem.model import design
 
-    return design(int(round(particle_px * box_scale)), maps=MAPS[mode])
+    box = int(round(particle_px * box_scale))
+    try:
+        return design(box, maps=MAPS[mode])
+    except ValueError:
+        raise DeepEMError(
+            f"a box of {box} px (--particle-px {particle_px} x --box-scale {box_scale:g}) is too small for the network; "
+            "use the defaults (32 x 1.5)"
+        ) from None

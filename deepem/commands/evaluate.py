@@ -15,6 +15,7 @@ import json
 
 import numpy as np
 
+from deepem.commands import common
 from deepem.dataset import read_labels, route_labels
 from deepem.io import manifest
 from deepem.io.atomic import write_text
@@ -26,7 +27,7 @@ def add_args(parser):
     parser.add_argument("--picks", required=True, help="merged picks STAR (from gather)")
     parser.add_argument("--candidates", help="merged candidates STAR (for AP and best F1)")
     parser.add_argument("--truth", nargs="+", required=True, help="truth coordinate files, matched by name")
-    parser.add_argument("--diameter", type=float, required=True, help="particle diameter in A")
+    parser.add_argument("--diameter", type=common.positive, required=True, help="particle diameter in A")
     parser.add_argument("--preprocessed", nargs="+", required=True, help="preprocessing shard directories")
     parser.add_argument("--positives", nargs="*", default=[], help="training label files: the rest is 'held out'")
     parser.add_argument("-o", "--output", required=True, help="metrics JSON")

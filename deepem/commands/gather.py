@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepem.commands import common
 from deepem.dataset import CANDIDATES
 from deepem.errors import DeepEMError
 from deepem.io import manifest
@@ -48,8 +49,8 @@ def add_args(parser):
     exports.add_argument("--box", help="directory of EMAN2 .box files")
     exports.add_argument("--topaz", help="Topaz text file")
     exports.add_argument("--csv", help="CSV file")
-    exports.add_argument("--diameter", type=float, help="particle diameter in A (for --box)")
-    exports.add_argument("--box-scale", type=float, default=1.5, help=".box size / particle diameter (default 1.5)")
+    exports.add_argument("--diameter", type=common.positive, help="particle diameter in A (for --box)")
+    exports.add_argument("--box-scale", type=common.positive, default=1.5, help=".box size / particle diameter (default 1.5)")
 
 
 def locate(names, directories, filename):

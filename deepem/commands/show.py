@@ -39,7 +39,7 @@ def add_args(parser):
     out.add_argument("--outdir", help="output folder: NAME.png per micrograph")
     parser.add_argument("--candidates", help="candidates (any coordinate format): those that are not picks are drawn as rejected")
     parser.add_argument("--threshold", type=float, help="picks scoring below this are drawn as rejected")
-    parser.add_argument("--diameter", type=float, help="particle diameter in A (default: circles of 1/50 the image)")
+    parser.add_argument("--diameter", type=common.positive, help="particle diameter in A (default: circles of 1/50 the image)")
     parser.add_argument("--pixel-size", type=common.positive, help="A/px; default: the MRC header")
     parser.add_argument("--max-size", type=int, default=1024, help="longer side of the drawn image in px (default 1024)")
 

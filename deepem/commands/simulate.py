@@ -17,7 +17,7 @@ def add_args(parser):
     parser.add_argument("--micrographs", type=int, default=8, help="number of micrographs (default 8)")
     parser.add_argument("--size", type=int, default=1024, help="micrograph edge in pixels (default 1024)")
     parser.add_argument("--pixel-size", type=common.positive, default=2.0, help="Å per pixel (default 2.0)")
-    parser.add_argument("--diameter", type=float, default=150.0, help="particle diameter in Å (default 150)")
+    parser.add_argument("--diameter", type=common.positive, default=150.0, help="particle diameter in Å (default 150)")
     parser.add_argument("--labelled", type=int, default=4, help="micrographs with manual picks (default 4)")
     parser.add_argument("--label-fraction", type=float, default=1.0, help="fraction of truth labelled (default 1.0)")
     parser.add_argument("--snr", type=float, default=0.05, help="per-pixel signal-to-noise ratio (default 0.05)")

@@ -17,6 +17,7 @@ from collections import Counter
 import numpy as np
 
 from deepem import model
+from deepem.commands import common
 from deepem.dataset import read_labels
 from deepem.io import manifest
 from deepem.io.coords import read_by_micrograph, write_star
@@ -27,7 +28,7 @@ def add_args(parser):
     parser.add_argument("--candidates", required=True, help="a round's candidates.star (from gather)")
     parser.add_argument("--model", required=True, help="the round's model.pt (for its threshold)")
     parser.add_argument("--preprocessed", nargs="+", required=True, help="preprocessing shard directories")
-    parser.add_argument("--diameter", type=float, required=True, help="particle diameter in A")
+    parser.add_argument("--diameter", type=common.positive, required=True, help="particle diameter in A")
     parser.add_argument("--corrections", nargs="*", default=[], help="user-corrected coordinate files")
     parser.add_argument("-o", "--output", required=True, help="verified STAR")
 
