@@ -39,7 +39,7 @@ def expand(pattern_or_list, what):
         else:
             raise DeepEMError(f"{item}: {what} file not found; check the path in the config")
     # absolute, symlinks kept (the paths RELION and the user know); a file that two patterns match, once
-    return list(dict.fromkeys(os.path.abspath(f) for f in files))
+    return [os.path.abspath(f) for f in once(files)]
 
 
 CANDIDATES = "candidates"  # a pick shard holds NAME.star per micrograph and candidates.star

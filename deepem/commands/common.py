@@ -46,10 +46,10 @@ def resolve_device(name):
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise DeepEMError(f"device '{name}' requested but CUDA is not available on this node; use device: cpu")
-        index, count = torch.device(name).index, torch.cuda.device_count()
-        if index is not None and index >= count:  # a cluster job sees only the GPUs it was given, as cuda:0...
+        index, visible = torch.device(name).index, torch.cuda.device_count()
+        if index is not None and index >= visible:  # a cluster job sees only the GPUs it was given, as cuda:0...
             raise DeepEMError(
-                f"device '{name}' requested but this node shows {count} GPU(s) "
+                f"device '{name}' requested but this node shows {visible} GPU(s) "
                 f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); on a cluster use "
                 "device: cuda, and the scheduler picks the GPU"
             )

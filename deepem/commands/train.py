@@ -106,6 +106,7 @@ def main(args):
         table = manifest.read(args.mine or args.calibrate)
         labelled = load_labels(args.positives, table, "positive label", args.flip_y)
     floor_choice = common.parse_background_floor(args.background_floor, "auto")
+    given = str(args.min_distance).lower() != "auto"
     x, y, val, meta = load_patches(args.patches)
     saved = {"particle_px": meta["particle_px"], "units": meta.get("units", manifest.OLD_UNITS)}
     if args.mine or args.calibrate:  # needs particle_px from the patches; before training, so missing maps fail early
@@ -114,11 +115,10 @@ def main(args):
         saved["background_floor"], saved["background_ceiling"] = dark[1:] if dark else (None, None)
         measured = label_spacing(labelled, meta["particle_px"])  # mining and calibration use it too
         spacing = saved["min_distance"] = common.parse_min_distance(args.min_distance, measured)
-        given = str(args.min_distance).lower() != "auto"
         how = f"given; the labels' is {measured:.3f}" if given else f"the labels' spacing (at most {SPACING})"
         print(f"picks at least {spacing:.3f} diameter apart: {how}")
     else:  # no labelled micrographs to measure on: what is given is stored for picking with 'auto'
-        if str(args.min_distance).lower() != "auto":
+        if given:
             saved["min_distance"] = common.parse_min_distance(args.min_distance, None)
             print(f"picks at least {saved['min_distance']:.3f} diameter apart: given")
         if floor_choice not in ("auto", None):

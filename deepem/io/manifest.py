@@ -52,7 +52,8 @@ def read(directories):
         )
     twice = table["name"].duplicated(keep=False)
     if twice.any():  # a shard given twice, or two files with one stem in different shards
-        a, b = table[twice].iloc[0], table[twice][table[twice]["name"] == table[twice].iloc[0]["name"]].iloc[1]
+        same = table[table["name"] == table.loc[twice, "name"].iloc[0]]
+        a, b = same.iloc[0], same.iloc[1]
         raise DeepEMError(
             f"{b['source']} ({b['dir']}): same name '{b['name']}' as {a['source']} ({a['dir']}); give each "
             "preprocessing shard once, and micrograph files unique names"
