@@ -89,9 +89,12 @@ def in_stripe(xy, stripe, margin=0.0):
 
 
 def check_inside(xy, shape, source):
-    """Error naming ``source`` when a coordinate lies outside an image of ``shape`` (original pixels)."""
+    """Error naming ``source`` when a coordinate lies outside an image of ``shape`` (original pixels).
+
+    Pixel ``i`` is centred on ``i``, so the image spans ``-0.5`` to ``w - 0.5`` (and ``h - 0.5``).
+    """
     h, w = shape
-    bad = (xy[:, 0] < 0) | (xy[:, 0] > w - 1) | (xy[:, 1] < 0) | (xy[:, 1] > h - 1)
+    bad = (xy[:, 0] < -0.5) | (xy[:, 0] > w - 0.5) | (xy[:, 1] < -0.5) | (xy[:, 1] > h - 0.5)
     if bad.any():
         x, y = xy[np.argmax(bad)]
         raise DeepEMError(

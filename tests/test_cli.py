@@ -82,6 +82,26 @@ def test_rounds_reads_the_innermost_round_and_names_bad_files(tmp_path):
             read_round(bad)
 
 
+def test_rounds_writes_all_its_outputs_or_none(tmp_path):
+    import json
+
+    from deepem.cli import main
+
+    metrics = {"precision": 0.9, "recall": 0.8, "f1": 0.85, "average_precision": 0.88, "best_f1": 0.86}
+    path = tmp_path / "round_1" / "metrics.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"all": metrics}))
+    (tmp_path / "file").write_text("a file where the plot's folder should be")
+    outputs = {"-o": tmp_path / "rounds.tsv", "--plot": tmp_path / "file" / "rounds.png", "--html": tmp_path / "rounds.html"}
+    with pytest.raises(OSError):
+        main(["rounds", str(path), *[str(v) for pair in outputs.items() for v in pair]])
+    assert not (tmp_path / "rounds.tsv").exists() and not (tmp_path / "rounds.html").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "round_1"]  # no temporary file left either
+    outputs["--plot"] = tmp_path / "rounds.png"
+    main(["rounds", str(path), *[str(v) for pair in outputs.items() for v in pair]])
+    assert all(p.stat().st_size > 0 for p in outputs.values())
+
+
 @pytest.mark.parametrize("command, option, value, message", [
     ("preprocess", "--threads", "0", "'0' is not a whole number of at least 1"),
     ("preprocess", "--particle-px", "0", "'0' is not a whole number of at least 1"),
@@ -89,6 +109,7 @@ def test_rounds_reads_the_innermost_round_and_names_bad_files(tmp_path):
     ("extract", "--box-scale", "-1", "'-1' is not a positive number"),
     ("evaluate", "--diameter", "0", "'0' is not a positive number"),
     ("gather", "--diameter", "nan", "'nan' is not a positive number"),
+    ("histogram", "--threshold", "nan", "'nan' is not a number between 0 and 1"),
 ])
 def test_bad_option_values_are_refused_by_name(command, option, value, message, capsys):
     from deepem.cli import main

@@ -276,6 +276,68 @@ def test_training_keeps_positives_when_the_stripes_hold_every_label(finished_run
     assert y[~val].sum() >= 1 and y[val].sum() >= 1
 
 
+def _coords(path, xy, **columns):
+    starfile.write(pd.DataFrame({"rlnCoordinateX": xy[:, 0], "rlnCoordinateY": xy[:, 1], **columns}), path)
+    return str(path)
+
+
+def _extract(tmp, positives, out, *more, check=True):
+    return run(["deepem", "extract", "--preprocessed", *_shards(tmp), "--positives", *positives, "--diameter", "150",
+                "-o", str(out), *more], check=check)
+
+
+def test_negatives_on_a_micrograph_without_positives_train(finished_run, tiny_dataset, tmp_path):
+    tmp, _ = finished_run
+    labels = sorted(map(str, (tiny_dataset / "labels").glob("*.star")))
+    labelled = {Path(p).stem.removesuffix("_manualpick") for p in labels}
+    unlabelled = sorted({p.stem for p in (tiny_dataset / "micrographs").glob("*.mrc")} - labelled)[0]
+    negatives = _coords(tmp_path / f"{unlabelled}.star", np.array([[100.0, 120], [500, 510], [900, 300]]))
+    log = _extract(tmp, labels, tmp_path / "p.npz", "--negatives", negatives).stdout
+    patches = np.load(tmp_path / "p.npz")
+    meta = json.loads(str(patches["meta"]))
+    assert meta["counts"]["negative"] == 3 and f"{len(labelled) + 1} micrographs: " in log
+    assert unlabelled not in meta["holdout"] and set(meta["holdout"]) == labelled
+    # the three negatives are the last patches (sorted names, no background there); all train
+    assert not patches["val"][-3:].any() and not patches["y"][-3:].any()
+    _extract(tmp, labels, tmp_path / "without.npz")
+    without = np.load(tmp_path / "without.npz")  # the other micrographs' patches and stripes are unchanged
+    np.testing.assert_array_equal(without["x"], patches["x"][:-3])
+    assert json.loads(str(without["meta"]))["holdout"] == meta["holdout"]
+
+
+def test_a_negative_label_on_a_positive_is_an_error(finished_run, tiny_dataset, tmp_path):
+    tmp, _ = finished_run
+    labels = sorted(map(str, (tiny_dataset / "labels").glob("*.star")))
+    xy = read_star_table(labels[0])[["rlnCoordinateX", "rlnCoordinateY"]].to_numpy(float)
+    name = Path(labels[0]).stem.removesuffix("_manualpick")
+    (tmp_path / "apart").mkdir()
+    # the particle is 75 px across: 10 px off marks the same particle, 40 px off (past half a diameter) does not
+    apart = _coords(tmp_path / "apart" / f"{name}.star", xy[:2] + [0, 40])
+    _extract(tmp, labels, tmp_path / "ok.npz", "--negatives", apart)
+    near = _coords(tmp_path / f"{name}.star", xy[:2] + [[10, 0], [0, 40]])
+    result = _extract(tmp, labels, tmp_path / "p.npz", "--negatives", near, check=False)
+    assert result.returncode == 2 and f"micrograph {name}: 1 negative labels lie within a quarter diameter" in result.stderr
+    assert "remove one label of each pair" in result.stderr and not (tmp_path / "p.npz").exists()
+
+
+def test_verified_picks_at_a_label_are_left_out(finished_run, tiny_dataset, tmp_path):
+    tmp, _ = finished_run
+    labels = sorted(map(str, (tiny_dataset / "labels").glob("*.star")))
+    xy = read_star_table(labels[0])[["rlnCoordinateX", "rlnCoordinateY"]].to_numpy(float)
+    mic = str(tiny_dataset / "micrographs" / f"{Path(labels[0]).stem.removesuffix('_manualpick')}.mrc")
+    label = xy[0] + [10, 0]  # a verified pick beside a label: dropped, whatever its verdict
+    grid = np.stack(np.meshgrid(np.arange(40, 1000, 16.0), np.arange(40, 1000, 16.0)), -1).reshape(-1, 2)
+    lone = grid[np.argmax(np.linalg.norm(grid[:, None] - xy[None], axis=2).min(1))]  # the place farthest from any label
+    counts = {}
+    for verdict in ("outlier", "confident"):
+        verified = _coords(tmp_path / f"{verdict}.star", np.array([label, lone]), rlnMicrographName=[mic, mic],
+                           deepemVerdict=[verdict, verdict])
+        log = _extract(tmp, labels, tmp_path / f"{verdict}.npz", "--verified", verified).stdout
+        counts[verdict] = json.loads(str(np.load(tmp_path / f"{verdict}.npz")["meta"]))["from_previous_round"]
+        assert "1 verified picks within a quarter diameter of a label were left out" in log
+    assert counts == {"outlier": {"positives": 0, "negatives": 1}, "confident": {"positives": 1, "negatives": 0}}
+
+
 def test_verified_picks_and_corrections_are_checked_against_the_micrographs(finished_run, tiny_dataset, tmp_path):
     tmp, _ = finished_run
     results = tmp / "results"

@@ -331,7 +331,7 @@ def two_rounds(tiny_dataset, tmp_path_factory):
     return tmp, config
 
 
-def test_round_two_trains_on_round_one_picks_and_hard_negatives(two_rounds):
+def test_round_two_trains_on_round_one_picks_and_hard_negatives(two_rounds, tiny_dataset):
     tmp, _ = two_rounds
     results = tmp / "results"
     verified = read_star_table(results / "round_1" / "verified.star")
@@ -339,8 +339,18 @@ def test_round_two_trains_on_round_one_picks_and_hard_negatives(two_rounds):
     assert "confident" in verdicts and verdicts & {"outlier", "low_score"}
     meta = [json.loads(str(np.load(results / f"round_{r}" / "patches.npz")["meta"])) for r in (1, 2)]
     assert meta[0]["from_previous_round"] == {"positives": 0, "negatives": 0}
-    n_confident = int((verified["deepemVerdict"] == "confident").sum())
-    n_rejected = int(verified["deepemVerdict"].isin(["outlier", "low_score"]).sum())
+    # verified picks within a quarter diameter of a label are left out: the labels decide there
+    table = manifest.read(sorted((results / "preprocessed").iterdir()))
+    labels = load_labels(sorted((tiny_dataset / "labels").glob("*.star")), table, "positive label")
+    near = np.zeros(len(verified), bool)
+    for i, (mic, x, y) in enumerate(verified[[MIC, X, Y]].itertuples(index=False)):
+        name = Path(mic).stem
+        if name in labels:
+            xy = np.array([x, y]) / table.loc[name, ["scale_x", "scale_y"]].to_numpy(float)
+            near[i] = np.linalg.norm(labels[name] - xy, axis=1).min() <= 0.25 * meta[0]["particle_px"]
+    n_confident = int(((verified["deepemVerdict"] == "confident") & ~near).sum())
+    n_rejected = int((verified["deepemVerdict"].isin(["outlier", "low_score"]) & ~near).sum())
+    assert near.any() and n_confident > 0
     assert meta[1]["from_previous_round"] == {"positives": n_confident, "negatives": n_rejected}
     assert meta[1]["counts"]["positive"] == meta[0]["counts"]["positive"] + n_confident
     assert (results / "picks.star").read_bytes() == (results / "round_2" / "picks.star").read_bytes()

@@ -7,6 +7,10 @@ A full-height stripe of each labelled micrograph (--val-fraction of its width, a
 random place) is held out: its patches only validate, and its labels and score maxima set the
 automatic threshold of fully labelled micrographs (see 'deepem train'). When the stripes hold no
 labelled particle (a handful of labels), a random --val-fraction of the patches is held out instead.
+A micrograph with negative labels only trains on them, and holds no stripe out.
+
+A negative label within a quarter diameter of a positive one is an error: both would mark one
+particle. A verified pick within a quarter diameter of a label is left out: the label decides.
 
 Example:
     deepem extract --preprocessed results/preprocessed/* --positives labels/*.star \\
@@ -16,6 +20,7 @@ Example:
 import json
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from deepem.commands import common
 from deepem.dataset import load_labels
@@ -27,6 +32,8 @@ from deepem.io.micrograph import name_of, read_micrograph
 from deepem.patches import check_inside, extract, holdout_stripe, in_stripe, sample_background
 from deepem.progress import progress
 from deepem.verification import NEGATIVE, POSITIVE, VERDICT
+
+CONFLICT = 0.25  # labels of both kinds closer than this many diameters mark one particle
 
 
 def add_args(parser):
@@ -80,6 +87,35 @@ def verified_labels(path, table):
     return out
 
 
+def _near(xy, others, radius):
+    """Which of the centres ``xy`` lie within ``radius`` of any of ``others``."""
+    if not len(xy) or not len(others):
+        return np.zeros(len(xy), bool)
+    return cKDTree(others).query(xy, distance_upper_bound=radius)[0] <= radius
+
+
+def check_consistent(positives, negatives, particle_px):
+    """Error when a negative label lies within a quarter diameter of a positive one: one particle,
+    labelled both ways, would train as a contradictory pair of patches."""
+    for name in sorted(set(positives) & set(negatives)):
+        near = _near(negatives[name], positives[name], CONFLICT * particle_px)
+        if near.any():
+            x, y = negatives[name][np.argmax(near)]
+            raise DeepEMError(
+                f"micrograph {name}: {int(near.sum())} negative labels lie within a quarter diameter of a positive label, "
+                f"e.g. near working pixel ({x:.0f}, {y:.0f}); remove one label of each pair from the label files"
+            )
+
+
+def apart(labels, others, particle_px):
+    """``labels`` without the centres within a quarter diameter of ``others``, and how many went."""
+    kept, dropped = {}, 0
+    for name, xy in labels.items():
+        near = _near(xy, others.get(name, np.zeros((0, 2))), CONFLICT * particle_px)
+        kept[name], dropped = xy[~near], dropped + int(near.sum())
+    return kept, dropped
+
+
 def merge(*mappings):
     names = set().union(*mappings)
     return {n: np.concatenate([m.get(n, np.zeros((0, 2))) for m in mappings]) for n in names}
@@ -107,21 +143,34 @@ def main(args):
     positives = load_labels(args.positives, table, "positive label", args.flip_y)
     negatives = load_labels(args.negatives, table, "negative label", args.flip_y)
     avoid, previous = {}, {"positives": 0, "negatives": 0}
+    check_consistent(positives, negatives, args.particle_px)
+    labelled, overruled = merge(positives, negatives), 0
     for path in args.verified:
         more_pos, more_neg, more_avoid = verified_labels(path, table)
+        more_pos, dropped_pos = apart(more_pos, labelled, args.particle_px)
+        more_neg, dropped_neg = apart(more_neg, labelled, args.particle_px)
+        overruled += dropped_pos + dropped_neg
         previous["positives"] += sum(map(len, more_pos.values()))
         previous["negatives"] += sum(map(len, more_neg.values()))
         positives, negatives, avoid = merge(positives, more_pos), merge(negatives, more_neg), merge(avoid, more_avoid)
-        positives = {n: xy for n, xy in positives.items() if len(xy)}
+    positives = {n: xy for n, xy in positives.items() if len(xy)}
+    negatives = {n: xy for n, xy in negatives.items() if len(xy)}
+    if overruled:
+        print(
+            f"{overruled} verified picks within a quarter diameter of a label were left out: the label files decide there"
+        )
     if not sum(len(v) for v in positives.values()):
         raise DeepEMError(f"no labelled particles in {len(args.positives)} positive label files; label some particles")
     box = common.architecture(args.particle_px, args.box_scale, "modern").box
     rng = np.random.default_rng(args.seed)
     xs, ys, vals, kinds, holdout = [], [], [], [], {}
-    for name in progress(sorted(positives), "extract"):
+    names = sorted(set(positives) | set(negatives))
+    for name in progress(names, "extract"):
         image, _ = read_micrograph(manifest.working_path(table.loc[name]))
-        holdout[name] = stripe = holdout_stripe(image.shape[1], args.val_fraction, rng)
-        pos = positives[name]
+        pos = positives.get(name, np.zeros((0, 2)))
+        stripe = (0, 0)  # negatives only: all train, as its unlabelled particles would be false picks in a stripe
+        if len(pos):
+            holdout[name] = stripe = holdout_stripe(image.shape[1], args.val_fraction, rng)
         neg = negatives.get(name, np.zeros((0, 2)))
         background = sample_background(
             image, np.concatenate([pos, neg, avoid.get(name, np.zeros((0, 2)))]), int(round(args.background_ratio * len(pos))), 0.5 * args.particle_px, rng,
@@ -155,7 +204,7 @@ def main(args):
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, x=x.astype(np.float16), y=y, val=val, meta=json.dumps(meta))
     print(
-        f"{len(positives)} micrographs: {counts['positive']} positives, {counts['negative']} labelled negatives, "
+        f"{len(names)} micrographs: {counts['positive']} positives, {counts['negative']} labelled negatives, "
         f"{counts['background']} background (of which from the previous round's verified picks: "
         f"{previous['positives']} positives, {previous['negatives']} negatives); box {box} px; "
         f"{int(val.sum())} held out {'in stripes' if holdout else 'at random'} -> {args.output}"

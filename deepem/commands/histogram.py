@@ -9,6 +9,7 @@ Example:
 """
 
 from deepem import model
+from deepem.commands import common
 from deepem.errors import DeepEMError
 from deepem.io.coords import MIC, SCORE, read_star_table
 from deepem.plots import score_histogram
@@ -19,7 +20,7 @@ def add_args(parser):
     parser.add_argument("-o", "--output", required=True, help="output PNG")
     threshold = parser.add_mutually_exclusive_group()
     threshold.add_argument("--model", help="model.pt whose threshold to mark")
-    threshold.add_argument("--threshold", type=float, help="threshold to mark")
+    threshold.add_argument("--threshold", type=common.fraction, help="threshold to mark, between 0 and 1")
 
 
 def main(args):

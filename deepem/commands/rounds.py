@@ -5,6 +5,7 @@ Example:
         --html results/rounds.html
 """
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -48,10 +49,10 @@ def main(args):
         for group, metrics in report.items():
             rows.append({"round": n, "micrographs": group, **{k: metrics[k] for k in COLUMNS}})
     table = pd.DataFrame(rows).sort_values(["micrographs", "round"], kind="stable")
-    with atomic_path(args.output) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
-    if args.plot:
-        metrics_by_round(table, COLUMNS, args.plot)
-    if args.html:
-        write_text(args.html, metrics_page(table))
+    with contextlib.ExitStack() as stack:  # every output is renamed into place only once all are written
+        table.to_csv(stack.enter_context(atomic_path(args.output)), sep="\t", index=False, float_format="%.4f")
+        if args.plot:
+            metrics_by_round(table, COLUMNS, stack.enter_context(atomic_path(args.plot)))
+        if args.html:
+            write_text(stack.enter_context(atomic_path(args.html)), metrics_page(table))
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
