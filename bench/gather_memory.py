@@ -75,7 +75,7 @@ def write_inputs(tmp, n, picks, shards, rng):
             (pick_dir / f"{name}.star").write_text(HEADER + "".join(body) + "\n")
             source = f"/data/project/micrographs/{name}.mrc"
             cand.extend(f"{source}\t{line}" for line in body)
-            rows.append(f"{name}\t{source}\t4096\t4096\t1.0\t1024\t1024\t4.0\t{UNITS}\n")
+            rows.append(f"{name}\t{source}\t4096\t4096\t1.0\t1024\t1024\t4.0\t{UNITS}\t32\n")
         (pick_dir / "candidates.star").write_text("".join(cand) + "\n")
         (pre_dir / "manifest.tsv").write_text("\t".join(COLUMNS) + "\n" + "".join(rows))
     return pick_dirs, pre_dirs

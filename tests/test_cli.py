@@ -110,6 +110,13 @@ def test_rounds_writes_all_its_outputs_or_none(tmp_path):
     ("evaluate", "--diameter", "0", "'0' is not a positive number"),
     ("gather", "--diameter", "nan", "'nan' is not a positive number"),
     ("histogram", "--threshold", "nan", "'nan' is not a number between 0 and 1"),
+    ("pick", "--tile", "0", "'0' is not a whole number of at least 1"),
+    ("pick", "--tile", "-5", "'-5' is not a whole number of at least 1"),
+    ("show", "--max-size", "0", "'0' is not a whole number of at least 1"),
+    ("show", "--threshold", "2", "'2' is not a number between 0 and 1"),
+    ("convert", "--box-size", "100.6", "'100.6' is not a whole number of at least 1"),
+    ("convert", "--particle-diameter", "-150", "'-150' is not a positive number"),
+    ("convert", "--height", "0", "'0' is not a whole number of at least 1"),
 ])
 def test_bad_option_values_are_refused_by_name(command, option, value, message, capsys):
     from deepem.cli import main

@@ -93,6 +93,31 @@ def test_relion_coordinates_picked_on_binned_micrographs_are_rescaled():
         np.testing.assert_array_equal(micrograph_centres(reference[mic], "r", pixel_size=1.0), xy(reference[mic]))
 
 
+def test_binned_relion_coordinates_need_the_micrographs_pixel_size(tmp_path, capsys):
+    binned = by_micrograph(DATA / "particles_bin2.star")["mic_a"]
+    with pytest.raises(DeepEMError, match=r"^b.star: its coordinates were picked at 2 A/px .* give it \(--pixel-size"):
+        micrograph_centres(binned, "b.star", pixel_size=None)
+    command = ["convert", str(DATA / "particles_bin2.star"), "--to", "csv", "-o", str(tmp_path / "x.csv")]
+    with pytest.raises(SystemExit):  # convert without micrographs or --pixel-size cannot place them either
+        main(command)
+    assert "picked at 2 A/px" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
+    main(command + ["--pixel-size", "1"])
+    reference = pd.read_csv(tmp_path / "x.csv")
+    assert len(reference) == sum(map(len, by_micrograph(DATA / "particles.star").values()))
+
+
+@pytest.mark.parametrize("fmt", ["relion", "relion-dir", "cryosparc"])
+def test_star_writers_quote_micrograph_names_with_spaces(fmt, tmp_path):
+    picks = _reference_picks()
+    out = tmp_path / "out"
+    with open_writers({fmt: out}, WriteOptions(box_size=64)) as add:
+        for name, table in picks.items():
+            add(name, f"/project/My Movies/{name} 1.mrc", table)
+    names = (starfile.read(out / "autopick.star") if fmt == "relion-dir" else read_picks(out))[MIC]
+    expected = [f"{n} 1.mrc" if fmt == "cryosparc" else f"/project/My Movies/{n} 1.mrc" for n in picks]
+    assert sorted(set(names)) == sorted(expected)
+
+
 def test_refined_relion_particles_are_moved_by_their_shifts_to_their_centres():
     refined, reference = by_micrograph(DATA / "particles_refined.star"), by_micrograph(DATA / "particles.star")
     for mic in reference:
@@ -115,8 +140,10 @@ def test_shifts_of_particles_picked_on_binned_micrographs_are_in_their_pixels(tm
     got = by_micrograph(binned)
     for mic in reference:
         np.testing.assert_allclose(micrograph_centres(got[mic], "b", pixel_size=1.0), xy(reference[mic]), atol=1e-9)
-        # no pixel size of deepem's micrographs: the centres stay in the file's frame
-        np.testing.assert_allclose(micrograph_centres(got[mic], "b"), xy(reference[mic]) / 2, atol=1e-9)
+        # the binned micrographs' own pixel size: the centres stay in the file's frame
+        np.testing.assert_allclose(micrograph_centres(got[mic], "b", pixel_size=2.0), xy(reference[mic]) / 2, atol=1e-9)
+        with pytest.raises(DeepEMError, match="picked at 2 A/px"):  # no pixel size: which frame is unknown
+            micrograph_centres(got[mic], "b")
 
 
 def test_refined_particles_need_a_positive_pixel_size(tmp_path):
@@ -208,6 +235,10 @@ def test_unreadable_contents_are_errors_naming_the_file(tmp_path):
             read_picks(tmp_path / name, fmt)
     (tmp_path / "empty.box").write_text("")
     assert len(read_picks(tmp_path / "empty.box")) == 0
+    (tmp_path / "one.box").write_text("10 20 30 30\n")  # forced to a format its content is not
+    for fmt, message in (("relion", "no data_ block: not a STAR file"), ("topaz", "not a Topaz file")):
+        with pytest.raises(DeepEMError, match=f"one.box: .*{message}"):
+            read_picks(tmp_path / "one.box", fmt)
 
 
 def _reference_picks():

@@ -136,7 +136,7 @@ def test_manifest_units_old_mixed_unknown_and_missing(tmp_path):
     new, old = tmp_path / "new", tmp_path / "old"
     for d in (new, old):
         d.mkdir()
-    manifest.write(new, [["a", "a.mrc", 100, 100, 1.0, 50, 50, 2.0]])
+    manifest.write(new, [["a", "a.mrc", 100, 100, 1.0, 50, 50, 2.0]], 32)
     (old / manifest.NAME).write_text("\t".join(manifest.SIZES) + "\nb\tb.mrc\t100\t100\t1.0\t50\t50\t2.0\n")
     assert manifest.units(manifest.read([new])) == "noise" and manifest.units(manifest.read([old])) == "spread"
     with pytest.raises(DeepEMError, match="overall spread.*preprocess every micrograph with one deepem version"):
@@ -147,6 +147,18 @@ def test_manifest_units_old_mixed_unknown_and_missing(tmp_path):
     with pytest.raises(DeepEMError, match="in units 'lux', which this deepem version does not know"):
         manifest.check_units(manifest.read([new]), "lux", "m.pt", "FIX")
     manifest.check_units(manifest.read([new]).iloc[:0], "spread", "m.pt", "FIX")  # no micrograph: nothing to refuse
+
+
+def test_manifest_particle_px_must_be_the_models(tmp_path):
+    new, old = tmp_path / "new", tmp_path / "old"
+    for d in (new, old):
+        d.mkdir()
+    manifest.write(new, [["a", "a.mrc", 100, 100, 1.0, 50, 50, 2.0]], 24)
+    (old / manifest.NAME).write_text("\t".join(manifest.SIZES) + "\nb\tb.mrc\t100\t100\t1.0\t50\t50\t2.0\n")
+    manifest.check_particle_px(manifest.read([new]), 24, "m.pt", "FIX")
+    manifest.check_particle_px(manifest.read([old]), 32, "m.pt", "FIX")  # before 0.10.3: unknown, not checked
+    with pytest.raises(DeepEMError, match=rf"^{new}: preprocessed with --particle-px 24, but m.pt was trained on particles 32 px across; FIX$"):
+        manifest.check_particle_px(manifest.read([old, new]), 32, "m.pt", "FIX")
 
 
 def test_an_output_directory_is_replaced_only_when_deepem_wrote_it(tmp_path, monkeypatch):

@@ -117,6 +117,41 @@ def test_gather_writes_nothing_when_a_shard_has_no_candidates(finished_run, tmp_
     assert not [path for path in (tmp_path / "relion").rglob("*") if path.is_file()]  # at most its empty folder
 
 
+def test_gather_refuses_a_shard_twice_stale_shards_and_damaged_pick_files(finished_run, tmp_path):
+    tmp, _ = finished_run
+    shards = tmp_path / "picks"
+    shutil.copytree(tmp / "results" / "round_1" / "picks", shards)
+    pre = [str(p) for p in sorted((tmp / "results" / "preprocessed").iterdir())]
+    folders = sorted(shards.iterdir())
+    outputs = {"-o": tmp_path / "m.star", "--csv": tmp_path / "m.csv", "--candidates": tmp_path / "c.star"}
+    gather = ["deepem", "gather", "--preprocessed", *pre, *[str(a) for pair in outputs.items() for a in pair], "--picks"]
+    result = run(gather + [*map(str, folders), f"{folders[0]}/"], check=False)
+    assert result.returncode == 2 and f"has a pick file in {folders[0]} too; give each pick shard folder once" in result.stderr
+    stale = shards / "old-1-of-1"  # an earlier run's shard folder beside this run's
+    stale.mkdir()
+    for star in shards.glob("*-of-3/demo_*.star"):
+        shutil.copy(star, stale / star.name)
+    result = run(gather + [*map(str, sorted(shards.iterdir()))], check=False)
+    assert result.returncode == 2 and "only those of one run" in result.stderr
+    shutil.rmtree(stale)
+    victim = sorted(shards.glob("*/demo_*.star"))[0]
+    good = victim.read_text()
+    for text, message in (("data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n1 2\n", "no rlnAutopickFigureOfMerit column"),
+                          (good.rstrip("\n").rsplit("\n", 1)[0] + "\n1 2 abc\n", "not a finite number")):
+        victim.write_text(text)
+        result = run(gather + [*map(str, folders)], check=False)
+        assert result.returncode == 2 and f"{victim}: " in result.stderr and message in result.stderr, result.stderr
+        assert not [path for path in outputs.values() if path.exists()]
+    victim.write_text(good)
+    (tmp_path / "m.star").mkdir()  # a folder where -o's file goes: refused before any output is written
+    result = run(gather + [*map(str, folders)], check=False)
+    assert result.returncode == 2 and "m.star: a folder, where a file is to be written" in result.stderr
+    assert not (tmp_path / "m.csv").exists() and not (tmp_path / "c.star").exists()
+    (tmp_path / "m.star").rmdir()
+    run(gather + [*map(str, folders)])
+    assert all(path.is_file() for path in outputs.values())
+
+
 def _gather_command(finished_run):
     tmp, _ = finished_run
     return ["deepem", "gather", "--picks", *map(str, sorted((tmp / "results" / "round_1" / "picks").iterdir())),
@@ -162,6 +197,21 @@ def test_provenance_records_versions_config_and_inputs(finished_run, tiny_datase
     assert record["config"]["seed"] == 0 and record["config"]["shards"] == 3
     assert "snakemake" in record["command"]
     assert str(tiny_dataset / "micrographs" / "demo_000.mrc") in record["inputs"]
+
+
+def test_working_images_at_another_particle_size_than_the_models_are_a_clear_error(finished_run, tiny_dataset, tmp_path):
+    tmp, _ = finished_run
+    trained = tmp / "results" / "round_1" / "model" / "model.pt"
+    particle_px = torch.load(trained, weights_only=False)["particle_px"]
+    mic = tiny_dataset / "micrographs" / "demo_003.mrc"
+    run(["deepem", "preprocess", "demo_003.mrc", "--diameter", "150", "--particle-px", str(particle_px - 8),
+         "-o", str(tmp_path / "pre")], cwd=mic.parent)
+    table = pd.read_csv(tmp_path / "pre" / "manifest.tsv", sep="\t")
+    assert table["source"].tolist() == [str(mic)]  # given relative, stored absolute (rlnMicrographName)
+    result = run(["deepem", "pick", "--model", str(trained), "--preprocessed", str(tmp_path / "pre"),
+                  "-o", str(tmp_path / "out")], check=False)
+    assert result.returncode == 2 and f"preprocessed with --particle-px {particle_px - 8}, but {trained}" in result.stderr
+    assert f"preprocess again with --particle-px {particle_px}" in result.stderr and not (tmp_path / "out").exists()
 
 
 def test_working_images_in_other_units_than_the_models_are_a_clear_error(finished_run, tmp_path):

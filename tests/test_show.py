@@ -121,3 +121,15 @@ def test_show_routes_the_rows_of_a_topaz_table_to_the_micrographs_they_name(tmp_
     ])
     out = capsys.readouterr().out
     assert "mic_1: 2 picks" in out and "mic_2: 1 picks" in out
+
+
+def test_show_counts_a_pick_below_the_threshold_once_with_candidates(tmp_path, capsys):
+    mic = tmp_path / "mic_7.mrc"
+    write_mrc(mic, micrograph_with_spot(384, 512, 150, 290, radius=6), pixel_size=2.0)
+    picks = picks_table([(150, 290), (300, 100), (400, 300)], [0.9, 0.4, 0.3])
+    write_star(tmp_path / "mic_7.star", picks)
+    cands = picks_table([(150, 290), (300, 100), (400, 300), (60, 60)], [0.9, 0.4, 0.3, 0.1])
+    write_star(tmp_path / "cands.star", cands)
+    cli(["show", str(mic), str(tmp_path / "mic_7.star"), "--candidates", str(tmp_path / "cands.star"),
+         "--threshold", "0.5", "-o", str(tmp_path / "o.png")])
+    assert "mic_7: 1 picks, 3 rejected" in capsys.readouterr().out  # two picks below 0.5, one candidate

@@ -53,11 +53,11 @@ def add_args(parser):
         "pixel size are rescaled to it",
     )
     parser.add_argument("--flip-y", action="store_true", help="inputs count y from the bottom row: y becomes height - y")
-    parser.add_argument("--height", type=int, help="micrograph height in px, for --flip-y without --micrographs")
+    parser.add_argument("--height", type=common.count, help="micrograph height in px, for --flip-y without --micrographs")
     parser.add_argument("--min-score", type=float, help="keep only particles scoring at least this")
-    parser.add_argument("--box-size", type=float, help="box size in px for --to box")
+    parser.add_argument("--box-size", type=common.count, help="box size in px for --to box (a whole number)")
     parser.add_argument(
-        "--particle-diameter", type=float, help="particle diameter in A: --to box uses boxes of 1.5 diameters"
+        "--particle-diameter", type=common.positive, help="particle diameter in A: --to box uses boxes of 1.5 diameters"
     )
     parser.add_argument(
         "--relion-project", help="RELION project directory: --to relion-dir names files relative to it"

@@ -59,7 +59,15 @@ def locate(names, directories, filename):
     found = {}
     for d in map(Path, directories):  # one listing per directory, not one stat per micrograph and shard
         present = {path.name for path in d.iterdir()} if d.is_dir() else set()
-        found.update((name, d / f) for f, name in wanted.items() if f in present)
+        for f, name in wanted.items():
+            if f not in present:
+                continue
+            if name in found:
+                raise DeepEMError(
+                    f"{d / f}: micrograph {name} has a pick file in {found[name].parent} too; give each pick "
+                    "shard folder once, and only those of one run (an earlier run's folders hold older picks)"
+                )
+            found[name] = d / f
     missing = [n for n in names if n not in found]
     if missing:
         raise DeepEMError(
@@ -90,6 +98,19 @@ def check_distinct(targets):
                 )
 
 
+def checked(picks, path, more=()):
+    """``picks`` read from ``path``, or an error naming it when a column is missing or a number is not one."""
+    if not len(picks):
+        return picks
+    lacking = [c for c in (*more, X, Y, SCORE) if c not in picks.columns]
+    if lacking:
+        raise DeepEMError(f"{path}: no {lacking[0]} column; not a file of 'deepem pick': rerun the pick step for it")
+    values = picks[[X, Y, SCORE]]
+    if not all(t.kind in "fiu" for t in values.dtypes) or not np.isfinite(values.to_numpy(float)).all():
+        raise DeepEMError(f"{path}: a coordinate or score is not a finite number; rerun the pick step for it")
+    return picks
+
+
 def export_options(args, table):
     size = None
     if args.box:
@@ -112,16 +133,13 @@ def main(args):
     total = 0
     with open_writers({k: v for k, v in targets.items() if v}, export_options(args, table)) as add:
         for name, path in files.items():
-            picks = read_star_table(path)
+            picks = checked(read_star_table(path), path)
             add(name, table.loc[name, "source"], picks)
             total += len(picks)
         if candidates:  # inside the writers' block: an unreadable shard leaves no output at all
             with star_writer(args.candidates, [MIC, X, Y, SCORE]) as append:
                 for path in candidates:
-                    shard = read_star_table(path)
-                    lacking = [c for c in (MIC, X, Y, SCORE) if c not in shard.columns]
-                    if len(shard) and lacking:
-                        raise DeepEMError(f"{path}: no {lacking[0]} column; rerun the pick step for this shard")
+                    shard = checked(read_star_table(path), path, [MIC])
                     if len(shard):
                         append(shard)
     n = len(table)

@@ -47,7 +47,7 @@ def add_args(parser):
         "--floor", type=float, default=CANDIDATE_FLOOR, help=f"lowest score kept in candidates.star (default {CANDIDATE_FLOOR})"
     )
     parser.add_argument(
-        "--tile", type=int, default=TILE, help=f"score-map tile edge in cells (speed and memory; default {TILE})"
+        "--tile", type=common.count, default=TILE, help=f"score-map tile edge in cells (speed and memory; default {TILE})"
     )
     common.add_background_floor_arg(parser, "drop")
     common.add_threads_arg(parser)
@@ -70,6 +70,7 @@ def main(args):
         table, ckpt.get("units", manifest.OLD_UNITS), args.model,
         "retrain on these, or preprocess again with the deepem version that trained the model",
     )
+    manifest.check_particle_px(table, ckpt["particle_px"], args.model, f"preprocess again with --particle-px {ckpt['particle_px']}")
     # small maps, all read before any work: a missing one fails the shard at once
     maps = {name: read_maps(row) for name, row in table.iterrows()} if background_floor is not None else {}
     found, total, dark = [], 0, 0

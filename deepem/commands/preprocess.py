@@ -11,6 +11,7 @@ Example:
     deepem preprocess mics/*.mrc --diameter 150 -o results/preprocessed/1-of-8
 """
 
+import os
 import time
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def main(args):
             write_mrc(tmp / f"{name}.mrc", work, pixel_size * image.shape[1] / work.shape[1])
             (tmp / manifest.LEVELS).mkdir(exist_ok=True)
             write_mrc(tmp / manifest.LEVELS / f"{name}.mrc", maps, pixel_size * image.shape[1] / maps.shape[-1])
-            rows.append([name, str(path), *image.shape, pixel_size, *work.shape, pixel_size * image.shape[1] / work.shape[1]])
-        manifest.write(tmp, rows)
+            rows.append([name, os.path.abspath(path), *image.shape, pixel_size, *work.shape, pixel_size * image.shape[1] / work.shape[1]])
+        manifest.write(tmp, rows, args.particle_px)
     n = len(rows)
     print(f"preprocessed {n} micrographs in {time.time() - start:.1f} s -> {args.outdir}")

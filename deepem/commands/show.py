@@ -38,10 +38,10 @@ def add_args(parser):
     out.add_argument("-o", "--output", help="output PNG (one micrograph)")
     out.add_argument("--outdir", help="output folder: NAME.png per micrograph")
     parser.add_argument("--candidates", help="candidates (any coordinate format): those that are not picks are drawn as rejected")
-    parser.add_argument("--threshold", type=float, help="picks scoring below this are drawn as rejected")
+    parser.add_argument("--threshold", type=common.fraction, help="picks scoring below this (between 0 and 1) are drawn as rejected")
     parser.add_argument("--diameter", type=common.positive, help="particle diameter in A (default: circles of 1/50 the image)")
     parser.add_argument("--pixel-size", type=common.positive, help="A/px; default: the MRC header")
-    parser.add_argument("--max-size", type=int, default=1024, help="longer side of the drawn image in px (default 1024)")
+    parser.add_argument("--max-size", type=common.count, default=1024, help="longer side of the drawn image in px (default 1024)")
 
 
 def picks_by_micrograph(path, names):
@@ -87,12 +87,12 @@ def show(path, args, output, picks, candidates):
     pixel_size = args.pixel_size or header_px or None
     xy, scores = centres(picks[name], args.picks, pixel_size)
     rejected = np.zeros((0, 2))
+    if candidates is not None:  # against every pick: one below --threshold is rejected once, below
+        cand, _ = centres(candidates[name], args.candidates, pixel_size)
+        rejected = cand[not_among(cand, xy)]
     if args.threshold is not None and scores is not None:
         low = scores < args.threshold
-        rejected, xy, scores = xy[low], xy[~low], scores[~low]
-    if candidates is not None:
-        cand, _ = centres(candidates[name], args.candidates, pixel_size)
-        rejected = np.concatenate([rejected, cand[not_among(cand, xy)]])
+        rejected, xy, scores = np.concatenate([xy[low], rejected]), xy[~low], scores[~low]
     title = f"{name}: {len(xy)} picks" + (f", {len(rejected)} rejected" if len(rejected) else "")
     save_overlay(
         output, image, xy, scores, rejected, radius_px(path, args.diameter, pixel_size),

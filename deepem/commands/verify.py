@@ -36,6 +36,7 @@ def add_args(parser):
 def main(args):
     table = manifest.read(args.preprocessed)
     _, ckpt = model.load(args.model)
+    manifest.check_particle_px(table, ckpt["particle_px"], args.model, "give the shards this model picked")
     corrections = read_labels(args.corrections, table, "correction", check=True)
     diameter_px = float(np.median(args.diameter / table["pixel_size"]))
     verified = verify(

@@ -18,8 +18,14 @@ def _temporary(path):
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary file path beside ``path``; rename it to ``path`` only if the block succeeds."""
+    """Yield a temporary file path beside ``path``; rename it to ``path`` only if the block succeeds.
+
+    A folder at ``path`` is an error before anything is written: the rename would fail only after
+    the other outputs of a command were in place.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise DeepEMError(f"{path}: a folder, where a file is to be written; give a file name")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary(path)
     try:

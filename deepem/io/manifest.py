@@ -2,7 +2,8 @@
 
 ``scale_x = width / work_width`` and ``scale_y = height / work_height`` take working pixels
 back to original pixels (see :mod:`deepem.preprocess`). ``units`` names the working images'
-intensity units; models record the units they were trained on, so that none scores images in others.
+intensity units, and ``particle_px`` the particle diameter in their pixels; models record both, so
+that none scores images in other units or at another scale.
 """
 
 from pathlib import Path
@@ -15,7 +16,7 @@ from deepem.errors import DeepEMError
 NAME = "manifest.tsv"
 LEVELS = "background"  # the folder of the background maps, see deepem.background
 SIZES = ["name", "source", "height", "width", "pixel_size", "work_height", "work_width", "work_pixel_size"]
-COLUMNS = SIZES + ["units"]
+COLUMNS = SIZES + ["units", "particle_px"]
 UNITS = "noise"  # what deepem.preprocess writes
 OLD_UNITS = "spread"  # manifests and models of deepem before 0.7, which have no units
 UNIT_NAMES = {
@@ -24,9 +25,9 @@ UNIT_NAMES = {
 }
 
 
-def write(directory, rows):
+def write(directory, rows, particle_px):
     """``rows`` hold the ``SIZES`` columns; ``units`` is this version's."""
-    table = pd.DataFrame(rows, columns=SIZES).assign(units=UNITS)
+    table = pd.DataFrame(rows, columns=SIZES).assign(units=UNITS, particle_px=particle_px)
     table.to_csv(Path(directory) / NAME, sep="\t", index=False)
 
 
@@ -41,6 +42,8 @@ def read(directories):
         table["dir"] = str(d)
         if "units" not in table:
             table["units"] = OLD_UNITS
+        if "particle_px" not in table:  # manifests before 0.10.3
+            table["particle_px"] = np.nan
         tables.append(table)
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS + ["dir"])
     sizes = table["pixel_size"].to_numpy(float)
@@ -96,4 +99,16 @@ def check_units(table, expected, source, fix):
         raise DeepEMError(
             f"{source} was made from working images {_described(expected)}, but {table['dir'].iloc[0]} holds "
             f"working images {_described(got)}; {fix}"
+        )
+
+
+def check_particle_px(table, expected, source, fix):
+    """Fail, suggesting ``fix``, unless the working images of ``table`` show particles ``expected``
+    pixels across, as ``source`` was trained on (manifests before 0.10.3 do not say: not checked)."""
+    off = table[table["particle_px"].notna() & (table["particle_px"] != expected)]
+    if len(off):
+        row = off.iloc[0]
+        raise DeepEMError(
+            f"{row['dir']}: preprocessed with --particle-px {int(row['particle_px'])}, but {source} was trained on "
+            f"particles {expected} px across; {fix}"
         )

@@ -77,7 +77,8 @@ def micrograph_centres(table, path, pixel_size=None, height=None, flip_y=False):
     Refined RELION particles are moved by their shifts (rlnOriginXAngst/YAngst, in Å: the centre
     is the coordinate minus the shift, in pixels of the micrograph they were picked on, or of
     ``pixel_size`` when the file does not state that). Coordinates that state the pixel size they
-    were picked at (RELION's rlnMicrographPixelSize) are rescaled to ``pixel_size``; with
+    were picked at (RELION's rlnMicrographPixelSize) are rescaled to ``pixel_size``, which they
+    then need; with
     ``flip_y`` the file counts y from the bottom row, and ``y = height - y`` (DeepEM's own
     convention, exact for box corners: ``height - y - box``).
     """
@@ -92,8 +93,15 @@ def micrograph_centres(table, path, pixel_size=None, height=None, flip_y=False):
                 "micrographs' pixel size; give it (--pixel-size, or micrographs with it in their headers)"
             )
         xy -= table[[ORIGIN_X, ORIGIN_Y]].to_numpy(float) / np.reshape(picked_at, (-1, 1))
-    if PIXEL_SIZE in table.columns and pixel_size is not None:
-        xy = xy * (table[PIXEL_SIZE].to_numpy(float) / pixel_size)[:, None]
+    if PIXEL_SIZE in table.columns and len(table):
+        stated = table[PIXEL_SIZE].to_numpy(float)
+        if pixel_size is None:
+            raise DeepEMError(
+                f"{path}: its coordinates were picked at {stated[0]:g} A/px (rlnMicrographPixelSize) and the "
+                "micrographs' pixel size is unknown, so they cannot be rescaled to them; give it (--pixel-size, or "
+                "micrographs with it in their headers)"
+            )
+        xy = xy * (stated / pixel_size)[:, None]
     if flip_y:
         if height is None:
             raise DeepEMError(f"{path}: flip_y needs the micrograph height; give the micrographs or --height")

@@ -144,7 +144,7 @@ def directory_writer(directory, options):
             filename = f"{name}_autopick.star"
             with open(tmp / filename, "w") as fh:
                 fh.write(loop_header(columns))
-                write_rows(fh, [table[c] for c in columns], formats)
+                write_rows(fh, [table[c] for c in columns], formats, star=True)
             coordinates = project_path(directory / COORDINATES / filename, project)
             append(None, **{MIC: project_path(source, project), COORDINATE_FILE: coordinates})
 

@@ -18,9 +18,12 @@ from deepem.io.micrograph import name_of
 def read_blocks(path):
     """``{block name: DataFrame or dict}`` of a STAR file; a one-line error when it is not one."""
     try:
-        return starfile.read(path, always_dict=True)
+        blocks = starfile.read(path, always_dict=True)
     except Exception as exc:  # starfile raises many types on malformed input
         raise DeepEMError(f"{path}: not a readable STAR file ({exc})") from None
+    if not blocks and Path(path).read_text(errors="replace").strip():  # starfile skips what is not STAR
+        raise DeepEMError(f"{path}: no data_ block: not a STAR file")
+    return blocks
 
 
 def coordinate_loop(blocks, path):
@@ -67,11 +70,18 @@ def loop_header(columns, block=""):
     return f"\ndata_{block}\n\nloop_\n" + "".join(f"_{c} #{i}\n" for i, c in enumerate(columns, 1))
 
 
-def _texts(column, rows, float_format):
+def quoted(text):
+    """A STAR value: in double quotes when it holds whitespace (a file name with a space), as starfile writes it."""
+    return f'"{text}"' if any(c.isspace() for c in text) else text
+
+
+def _texts(column, rows, float_format, star):
     if isinstance(column, str):
-        return itertools.repeat(column, rows)
+        return itertools.repeat(quoted(column) if star else column, rows)
     values = np.asarray(column)
-    return [float_format % v for v in values.tolist()] if values.dtype.kind == "f" else values.tolist()
+    if values.dtype.kind == "f":
+        return [float_format % v for v in values.tolist()]
+    return [quoted(str(v)) for v in values.tolist()] if star else values.tolist()
 
 
 def formats_for(names, float_format="%.3f"):
@@ -79,18 +89,21 @@ def formats_for(names, float_format="%.3f"):
     return [SCORE_FORMAT if n == SCORE else float_format for n in names]
 
 
-def write_rows(fh, columns, float_format="%.3f", sep="\t"):
-    """Append rows to an open STAR loop or text file, from columns: arrays (floats in ``float_format``,
-    or in the matching one of a list of formats) or a string for every row (one row when every
-    column is a string).
+def write_rows(fh, columns, float_format="%.3f", sep="\t", star=False):
+    """Append rows to an open STAR loop (``star``: texts with whitespace quoted) or text file, from
+    columns: arrays (floats in ``float_format``, or in the matching one of a list of formats) or a
+    string for every row (one row when every column is a string).
 
     The text ``DataFrame.to_csv`` writes for finite numbers, several times faster on small tables
     (gather writes every format for every micrograph).
     """
     rows = next((len(c) for c in columns if not isinstance(c, str)), 1)
     formats = float_format if isinstance(float_format, list) else [float_format] * len(columns)
-    texts = [_texts(c, rows, f) for c, f in zip(columns, formats)]
-    csv.writer(fh, delimiter=sep, lineterminator="\n").writerows(zip(*texts))
+    texts = [_texts(c, rows, f, star) for c, f in zip(columns, formats)]
+    if star:  # whitespace-separated: csv's quoting (for the separator only) would not do
+        fh.writelines(sep.join(row) + "\n" for row in zip(*texts))
+    else:
+        csv.writer(fh, delimiter=sep, lineterminator="\n").writerows(zip(*texts))
 
 
 @contextlib.contextmanager
@@ -104,7 +117,9 @@ def star_writer(path, columns, float_format="%.3f", block=""):
     formats = formats_for(columns, float_format)
     with atomic_path(path) as tmp, open(tmp, "w") as fh:
         fh.write(loop_header(columns, block))
-        yield lambda table, **fixed: write_rows(fh, [fixed[c] if c in fixed else table[c] for c in columns], formats)
+        yield lambda table, **fixed: write_rows(
+            fh, [fixed[c] if c in fixed else table[c] for c in columns], formats, star=True
+        )
         fh.write("\n")
 
 

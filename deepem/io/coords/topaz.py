@@ -25,6 +25,8 @@ def read(path):
         table = pd.read_csv(path, sep="\t" if "\t" in header else r"\s+", dtype={"image_name": str})
     except (ValueError, pd.errors.ParserError) as exc:
         raise DeepEMError(f"{path}: not a readable Topaz file ({exc})") from None
+    if not {"x_coord", "y_coord"} <= set(table.columns):
+        raise DeepEMError(f"{path}: no x_coord and y_coord columns: not a Topaz file (image_name x_coord y_coord [score])")
     return table[[c for c in COLUMNS if c in table.columns]].rename(columns=COLUMNS)
 
 
