@@ -120,10 +120,12 @@ def _loss(net, logits, y):
     return F.binary_cross_entropy_with_logits(logits, y)
 
 
-def _fingerprint(arch, mode, seed, epochs, tensors, start):
-    """What a checkpoint must have been trained on to be resumed: the settings, the patches and
-    labels, and the weights and history a continued training starts from."""
-    digest = hashlib.blake2b(repr((arch, mode, seed, epochs, len(start[1]) if start else 0)).encode(), digest_size=16)
+def _fingerprint(arch, mode, seed, epochs, tensors, start, device):
+    """What a checkpoint must have been trained on to be resumed: the settings, the kind of device
+    (CPU and CUDA compute differently), the patches and labels, and the weights and history a
+    continued training starts from."""
+    settings = (arch, mode, seed, epochs, len(start[1]) if start else 0, torch.device(device).type)
+    digest = hashlib.blake2b(repr(settings).encode(), digest_size=16)
     weights = list(start[0].state_dict().values()) if start else []
     for tensor in [*tensors, *weights]:
         digest.update(tensor.detach().cpu().contiguous().numpy())
@@ -154,10 +156,12 @@ def train(arch, mode, x, y, val, seed, device, epochs=None, checkpoint=None, log
     history = list(start[1]) if start else []
     average = weight_average(net, epochs * (len(yt) // recipe.batch)) if mode == "modern" else None
     start_epoch, epochs = len(history), len(history) + epochs
-    run = _fingerprint(arch, mode, seed, epochs, (x, y, val), start) if checkpoint is not None else None
-    state = torch.load(checkpoint, weights_only=False) if checkpoint is not None and checkpoint.exists() else None
+    run = _fingerprint(arch, mode, seed, epochs, (x, y, val), start, device) if checkpoint is not None else None
+    state = None
+    if checkpoint is not None and checkpoint.exists():  # on the CPU first: it may come from a GPU node
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     if state is not None and state.get("run") != run:
-        log(f"{checkpoint} is from a training run with other settings or patches: starting afresh")
+        log(f"{checkpoint} is from a training run with other settings, patches or device: starting afresh")
         state = None
     if state is not None:
         net.load_state_dict(state["net"])

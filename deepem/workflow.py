@@ -4,6 +4,7 @@ Keeping this in the package (not in the .smk files) makes it testable and keeps 
 declarative. Errors are :class:`DeepEMError` with one line naming the file and the fix.
 """
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ class Dataset:
     shards: int
     simulated: bool = False
     shard_names: list = field(default_factory=list)
+    corrections: dict = field(default_factory=dict)  # round (str) -> files
 
     def shard(self, item):
         """Names of the micrographs of scatter item ``'k-of-n'``."""
@@ -69,6 +71,31 @@ def check_label_files(files, micrographs, what):
     match_labels([f for f in files if not names_micrographs(f)], micrographs, what)
 
 
+def check_corrections(config, micrographs):
+    """``{round: files}`` of ``corrections``: only rounds whose picks are verified (all but the
+    last) take them, and each file must match a micrograph, as labels must."""
+    found = {}
+    for r, patterns in sorted(config.get("corrections", {}).items()):
+        if not 1 <= int(r) < config["rounds"]:
+            raise DeepEMError(
+                f"corrections: round {r} has no verification step to correct (rounds: {config['rounds']}); "
+                f"corrections apply to rounds 1 to {config['rounds'] - 1}, whose picks train the next round"
+            )
+        found[r] = expand(patterns, f"round {r} correction")
+        check_label_files(found[r], micrographs, "correction")
+    return found
+
+
+def check_no_whitespace(paths, key):
+    """Snakemake passes paths to the rules' shell commands unquoted: one with a space would split."""
+    for path in paths:
+        if any(c.isspace() for c in str(path)):
+            raise DeepEMError(
+                f"{key}: {path!r} has a space in its path, which the workflow's shell commands cannot pass; "
+                "rename it, or link it from a path without spaces"
+            )
+
+
 def resolve(config):
     simulated = _uses_demo(config)
     if simulated:
@@ -86,6 +113,14 @@ def resolve(config):
         check_label_files(truth, micrographs, "truth")
     if not micrographs:
         raise DeepEMError(f"{config['micrographs']}: no micrographs")
+    corrections = check_corrections(config, micrographs)
+    for key, paths in (("micrographs", micrographs.values()), ("labels.positives", positives),
+                       ("labels.negatives", negatives), ("truth", truth), ("corrections", sum(corrections.values(), [])),
+                       ("results", [os.path.abspath(config["results"])])):
+        check_no_whitespace(paths, key)
+    project = config.get("relion_project")
+    if project is not None and not Path(project).is_dir():
+        raise DeepEMError(f"relion_project: {project} is not a directory; give the RELION project's directory, or null")
     names = sorted(micrographs)
     shards = min(config["shards"], len(names))
     return Dataset(
@@ -96,6 +131,7 @@ def resolve(config):
         shards=shards,
         simulated=simulated,
         shard_names=[names[k::shards] for k in range(shards)],
+        corrections=corrections,
     )
 
 

@@ -74,12 +74,36 @@ def test_a_checkpoint_of_other_settings_or_patches_is_not_resumed(tmp_path):
         messages = []
         rerun, history = train(arch, "modern", given["x"], y, val, seed=given["seed"], device="cpu", epochs=4,
                                checkpoint=tmp_path / "c.pt", log=messages.append)
-        assert any("other settings or patches: starting afresh" in m for m in messages)
+        assert any("other settings, patches or device: starting afresh" in m for m in messages)
         assert [h["epoch"] for h in history] == [1, 2, 3, 4]
         for a, b in zip(fresh.state_dict().values(), rerun.state_dict().values()):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
         with pytest.raises(Killed):  # leave the seed-2 checkpoint for the next change again
             train(arch, "modern", x, y, val, seed=2, device="cpu", epochs=4, checkpoint=ckpt, log=_kill_at(3))
+
+
+def test_a_checkpoint_written_on_a_gpu_node_is_read_on_a_cpu_node(tmp_path, monkeypatch):
+    """Its tensors say cuda:0; a CPU-only node reads it, and a CPU run does not resume a CUDA run's."""
+    import torch.serialization
+
+    from deepem.training import _fingerprint
+
+    x, y, val = _toy_patches()
+    arch, ckpt = design(40), tmp_path / "c.pt"
+    with pytest.raises(Killed):
+        train(arch, "modern", x, y, val, seed=2, device="cpu", epochs=4, checkpoint=ckpt, log=_kill_at(3))
+    state = torch.load(ckpt, weights_only=False)
+    state["run"] = _fingerprint(arch, "modern", 2, 4, (x, y, val), None, "cuda")  # as a GPU node writes it
+    with monkeypatch.context() as patched:
+        patched.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        torch.save(state, ckpt)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(ckpt, weights_only=False)  # what a plain load does on this node
+    messages = []
+    _, history = train(arch, "modern", x, y, val, seed=2, device="cpu", epochs=4, checkpoint=ckpt, log=messages.append)
+    assert any("other settings, patches or device: starting afresh" in m for m in messages)
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
 
 
 def test_weight_average_is_an_exponential_average_with_a_span_of_a_fifth_of_the_updates():

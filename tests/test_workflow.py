@@ -12,7 +12,7 @@ import starfile
 import yaml
 import torch
 
-from conftest import run, snakemake, write_config
+from conftest import ROOT, run, snakemake, write_config
 from deepem.dataset import load_labels
 from deepem.io import manifest
 from deepem.io.coords import MIC, SCORE, X, Y, read_coordinates, read_star_table
@@ -295,10 +295,33 @@ def case_unknown_key(data):
     return {"colour": "red"}, "Additional properties are not allowed ('colour' was unexpected)"
 
 
+def case_corrections_for_the_last_round(data):
+    return {"corrections": {"1": str(data / "labels" / "*.star")}}, "corrections: round 1 has no verification step"
+
+
+def case_corrections_matching_nothing(data):
+    return {"rounds": 2, "corrections": {"1": str(data / "fixed" / "*.star")}}, "no round 1 correction files match"
+
+
+def case_correction_matching_no_micrograph(data):
+    shutil.copy(data / "labels" / "demo_000_manualpick.star", data / "stray.star")
+    return {"rounds": 2, "corrections": {"1": str(data / "stray.star")}}, "stray.star: correction file matches no micrograph"
+
+
+def case_space_in_a_path(data):
+    (data / "micrographs").rename(data / "my micrographs")
+    return {"micrographs": str(data / "my micrographs" / "*.mrc")}, "my micrographs/demo_000.mrc' has a space in its path"
+
+
+def case_relion_project_not_a_folder(data):
+    return {"relion_project": str(data / "proj")}, "relion_project: " + str(data / "proj") + " is not a directory"
+
+
 BAD = [case_missing_micrograph, case_not_mrc, case_truncated_mrc, case_nan_pixels, case_movie_stack,
        case_mixed_pixel_sizes, case_pixel_size_missing, case_particle_too_small, case_particle_too_large,
        case_label_matching_nothing, case_coordinates_outside, case_duplicate_stems, case_reserved_name, case_no_labels,
-       case_empty_label_set, case_wrong_type, case_unknown_key]
+       case_empty_label_set, case_wrong_type, case_unknown_key, case_corrections_for_the_last_round,
+       case_corrections_matching_nothing, case_correction_matching_no_micrograph, case_space_in_a_path, case_relion_project_not_a_folder]
 
 
 @pytest.mark.parametrize("case", BAD, ids=[c.__name__[5:] for c in BAD])
@@ -435,3 +458,12 @@ def test_rule_logs_have_whole_progress_lines_with_the_rate(finished_run):
         assert "\r" not in text, log
         final = [line for line in text.splitlines() if "100%" in line]
         assert len(final) == 1 and "mic/s" in final[0], (log, text)
+
+
+def test_an_empty_results_path_is_refused_by_the_schema():
+    """'' would put every output under the filesystem root."""
+    import jsonschema
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    check = jsonschema.Draft7Validator(schema["properties"]["results"])
+    assert not check.is_valid("") and check.is_valid("results")

@@ -43,7 +43,7 @@ def add_args(parser):
     parser.add_argument("patches", help="patches .npz from 'deepem extract'")
     parser.add_argument("-o", "--outdir", required=True, help="output directory")
     parser.add_argument("--mode", choices=sorted(RECIPES), default="modern", help="default modern")
-    parser.add_argument("--epochs", type=int, help="default: 20 (faithful) or 30 (modern)")
+    parser.add_argument("--epochs", type=common.count, help="default: 20 (faithful) or 30 (modern)")
     parser.add_argument("--threshold", default="auto", help="'auto' (chosen as above) or a score in (0, 1)")
     parser.add_argument("--seed", type=int, default=0)
     mine = parser.add_argument_group(
@@ -52,10 +52,10 @@ def add_args(parser):
         "stripes set the automatic threshold. Incompletely labelled (--calibrate): all their maxima, matched to the "
         "labels, set it"
     )
-    mine.add_argument("--mine", nargs="*", default=[], metavar="DIR", help="preprocessing shard directories")
-    mine.add_argument("--calibrate", nargs="*", default=[], metavar="DIR", help="preprocessing shard directories")
+    mine.add_argument("--mine", nargs="+", default=[], metavar="DIR", help="preprocessing shard directories")
+    mine.add_argument("--calibrate", nargs="+", default=[], metavar="DIR", help="preprocessing shard directories")
     mine.add_argument("--positives", nargs="*", default=[], help="the positive label files used for the patches")
-    mine.add_argument("--mine-epochs", type=int, help="epochs of the second stage (default: a third of --epochs)")
+    mine.add_argument("--mine-epochs", type=common.count, help="epochs of the second stage (default: a third of --epochs)")
     common.add_flip_y_arg(mine)
     common.add_background_floor_arg(mine, "picking with 'auto' and the automatic threshold drop")
     common.add_min_distance_arg(

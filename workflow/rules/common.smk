@@ -4,7 +4,6 @@ import sys
 
 import deepem
 from deepem.errors import DeepEMError
-from deepem.dataset import expand as expand_files
 from deepem.workflow import background_ratio, preprocess_mem_mb, resolve, runtime_min
 
 
@@ -77,7 +76,7 @@ def previous_verified(wildcards):
 
 
 def round_corrections(wildcards):
-    return expand_files(config["corrections"].get(str(wildcards.round)), "correction")
+    return DATASET.corrections.get(str(wildcards.round), [])
 
 
 def last_round_pick_shards(wildcards):
