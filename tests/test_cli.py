@@ -117,6 +117,8 @@ def test_rounds_writes_all_its_outputs_or_none(tmp_path):
     ("convert", "--box-size", "100.6", "'100.6' is not a whole number of at least 1"),
     ("convert", "--particle-diameter", "-150", "'-150' is not a positive number"),
     ("convert", "--height", "0", "'0' is not a whole number of at least 1"),
+    ("train", "--epochs", "0", "'0' is not a whole number of at least 1"),
+    ("train", "--mine-epochs", "-1", "'-1' is not a whole number of at least 1"),
 ])
 def test_bad_option_values_are_refused_by_name(command, option, value, message, capsys):
     from deepem.cli import main
@@ -132,3 +134,26 @@ def test_a_box_too_small_for_the_network_is_an_error_naming_the_options():
 
     with pytest.raises(DeepEMError, match=r"a box of 3 px \(--particle-px 32 x --box-scale 0.1\) is too small"):
         architecture(32, 0.1, "modern")
+
+
+def test_train_mine_and_calibrate_need_their_folders(capsys):
+    """A bare --mine would otherwise count as not given, and mining would be skipped without a word."""
+    from deepem.cli import main
+
+    for option in ("--mine", "--calibrate"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "p.npz", "-o", "m", option, "--positives", "a.star"])
+        assert exit_info.value.code == 2 and f"argument {option}: expected at least one argument" in capsys.readouterr().err
+
+
+def test_provenance_names_bad_config_and_unreadable_inputs(tmp_path, capsys):
+    from deepem.cli import main
+
+    out = tmp_path / "p.json"
+    for extra, message in ((["--config-json", "{seed"], "--config-json: not JSON"),
+                           (["--config-json", "{}", "--inputs", str(tmp_path / "gone.mrc")], "gone.mrc: cannot fingerprint"),
+                           (["--config-json", "{}", "--inputs", str(tmp_path)], f"{tmp_path}: cannot fingerprint")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["provenance", "-o", str(out), *extra])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err and not out.exists()
+

@@ -267,7 +267,12 @@ def case_pixel_size_missing(data):
 
 
 def case_particle_too_small(data):
-    return {"particle_diameter": 20}, "a 20 A particle spans only 10.0 px"
+    return {"particle_diameter": 20}, "a 20 A particle spans only 10.0 px at 2 A/px, fewer than the 32 of particle_px"
+
+
+def case_particle_fewer_pixels_than_particle_px(data):
+    return {"particle_diameter": 50}, "spans only 25.0 px at 2 A/px, fewer than the 32 of particle_px, and " \
+        "micrographs are never upsampled; set particle_px (--particle-px) to 25"
 
 
 def case_particle_too_large(data):
@@ -318,7 +323,8 @@ def case_relion_project_not_a_folder(data):
 
 
 BAD = [case_missing_micrograph, case_not_mrc, case_truncated_mrc, case_nan_pixels, case_movie_stack,
-       case_mixed_pixel_sizes, case_pixel_size_missing, case_particle_too_small, case_particle_too_large,
+       case_mixed_pixel_sizes, case_pixel_size_missing, case_particle_too_small,
+       case_particle_fewer_pixels_than_particle_px, case_particle_too_large,
        case_label_matching_nothing, case_coordinates_outside, case_duplicate_stems, case_reserved_name, case_no_labels,
        case_empty_label_set, case_wrong_type, case_unknown_key, case_corrections_for_the_last_round,
        case_corrections_matching_nothing, case_correction_matching_no_micrograph, case_space_in_a_path, case_relion_project_not_a_folder]

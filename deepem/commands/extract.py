@@ -9,8 +9,8 @@ automatic threshold of fully labelled micrographs (see 'deepem train'). When the
 labelled particle (a handful of labels), a random --val-fraction of the patches is held out instead.
 A micrograph with negative labels only trains on them, and holds no stripe out.
 
-A negative label within a quarter diameter of a positive one is an error: both would mark one
-particle. A verified pick within a quarter diameter of a label is left out: the label decides.
+A negative label within a quarter diameter of a positive one gives a warning (both train, as
+given). A verified pick within a quarter diameter of a label is left out: the label decides.
 
 Example:
     deepem extract --preprocessed results/preprocessed/* --positives labels/*.star \\
@@ -94,16 +94,17 @@ def _near(xy, others, radius):
     return cKDTree(others).query(xy, distance_upper_bound=radius)[0] <= radius
 
 
-def check_consistent(positives, negatives, particle_px):
-    """Error when a negative label lies within a quarter diameter of a positive one: one particle,
-    labelled both ways, would train as a contradictory pair of patches."""
+def warn_inconsistent(positives, negatives, particle_px):
+    """Warn of negative labels within a quarter diameter of a positive one: junk on a particle, or
+    one particle labelled both ways. Both train, as given; the warning says where to look."""
     for name in sorted(set(positives) & set(negatives)):
         near = _near(negatives[name], positives[name], CONFLICT * particle_px)
         if near.any():
             x, y = negatives[name][np.argmax(near)]
-            raise DeepEMError(
-                f"micrograph {name}: {int(near.sum())} negative labels lie within a quarter diameter of a positive label, "
-                f"e.g. near working pixel ({x:.0f}, {y:.0f}); remove one label of each pair from the label files"
+            print(
+                f"warning: micrograph {name}: {int(near.sum())} negative labels lie within a quarter diameter of a "
+                f"positive label, e.g. near working pixel ({x:.0f}, {y:.0f}); both train as given: if they mark one "
+                "particle, remove one label of each pair"
             )
 
 
@@ -143,7 +144,7 @@ def main(args):
     positives = load_labels(args.positives, table, "positive label", args.flip_y)
     negatives = load_labels(args.negatives, table, "negative label", args.flip_y)
     avoid, previous = {}, {"positives": 0, "negatives": 0}
-    check_consistent(positives, negatives, args.particle_px)
+    warn_inconsistent(positives, negatives, args.particle_px)
     labelled, overruled = merge(positives, negatives), 0
     for path in args.verified:
         more_pos, more_neg, more_avoid = verified_labels(path, table)

@@ -32,13 +32,27 @@ def add_args(parser):
     common.add_threads_arg(parser)
 
 
+def _supported(particle_px):
+    """Whether the network can be built for particles this many pixels across (default box scale)."""
+    try:
+        common.architecture(particle_px, 1.5, "modern")
+    except DeepEMError:
+        return False
+    return True
+
+
 def check_geometry(path, shape, pixel_size, diameter, particle_px):
-    """The particle must fill the network's box, and the box must fit in the micrograph."""
+    """The particle must span particle_px pixels or more (micrographs are only ever downsampled to
+    it), and its box must fit in the micrograph."""
     span = diameter / pixel_size
-    if span < particle_px / 2:
+    if span < particle_px:
+        fix = (
+            f"set particle_px (--particle-px) to {int(span)}" if _supported(int(span))
+            else "use micrographs binned less, and check particle_diameter is in A"
+        )
         raise DeepEMError(
-            f"{path}: a {diameter:g} A particle spans only {span:.1f} px at {pixel_size:g} A/px, under the "
-            f"{particle_px // 2} px the network's receptive field needs; check particle_diameter is in A"
+            f"{path}: a {diameter:g} A particle spans only {span:.1f} px at {pixel_size:g} A/px, fewer than the "
+            f"{particle_px} of particle_px, and micrographs are never upsampled; {fix}"
         )
     if 2 * span > min(shape):
         raise DeepEMError(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from deepem.errors import DeepEMError
 from deepem.io.atomic import write_text
 from deepem.pages import provenance_page
 from deepem.provenance import versions
@@ -33,13 +34,16 @@ def add_args(parser):
 
 def fingerprint(path, head=1 << 16, sample=1 << 14, samples=8):
     path = Path(path)
-    stat = path.stat()
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        digest.update(fh.read(head))
-        for k in range(1, samples + 1):
-            fh.seek(max(0, stat.st_size * k // (samples + 1)))
-            digest.update(fh.read(sample))
+    try:
+        stat = path.stat()
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            digest.update(fh.read(head))
+            for k in range(1, samples + 1):
+                fh.seek(max(0, stat.st_size * k // (samples + 1)))
+                digest.update(fh.read(sample))
+    except OSError as exc:
+        raise DeepEMError(f"{path}: cannot fingerprint this input ({exc.strerror}); give the files the run read") from None
     return {"size": stat.st_size, "mtime": stat.st_mtime, "sha256_sampled": digest.hexdigest()}
 
 
@@ -66,9 +70,13 @@ def snakemake_command():
 
 
 def main(args):
+    try:
+        config = json.loads(args.config_json)
+    except ValueError as exc:
+        raise DeepEMError(f"--config-json: not JSON ({exc}); give the resolved config as a JSON object") from None
     record = {
         "versions": {**versions(), "snakemake": snakemake_version()},
-        "config": json.loads(args.config_json),
+        "config": config,
         "command": snakemake_command() or shlex.join(sys.argv),
         "host": platform.node(),
         "device": args.device,

@@ -14,7 +14,7 @@ from deepem.simulate import simulate_dataset
 
 def add_args(parser):
     parser.add_argument("-o", "--outdir", required=True, help="output folder")
-    parser.add_argument("--micrographs", type=int, default=8, help="number of micrographs (default 8)")
+    parser.add_argument("--micrographs", type=common.count, default=8, help="number of micrographs (default 8)")
     parser.add_argument("--size", type=int, default=1024, help="micrograph edge in pixels (default 1024)")
     parser.add_argument("--pixel-size", type=common.positive, default=2.0, help="Å per pixel (default 2.0)")
     parser.add_argument("--diameter", type=common.positive, default=150.0, help="particle diameter in Å (default 150)")
@@ -40,4 +40,4 @@ def main(args):
         on_carbon=args.on_carbon,
         seed=args.seed,
     )
-    print(f"simulated {len(counts)} micrographs, {sum(counts)} particles ({args.labelled} labelled) in {args.outdir}")
+    print(f"simulated {len(counts)} micrographs, {sum(counts)} particles ({min(args.labelled, len(counts))} labelled) in {args.outdir}")

@@ -185,7 +185,7 @@ def main(args):
                 "and the particle diameter"
             )
     threshold = choice["threshold"] if fixed is None else fixed
-    print(f"threshold {threshold:.4f} ({'auto: ' if fixed is None else 'fixed; auto would be '}{how})")
+    print(f"threshold {threshold:.4f} ({'auto: ' if fixed is None else 'fixed; for comparison, '}{how})")
     saved.update(threshold=threshold, auto_threshold=choice)
     with atomic_path(outdir / "model.pt") as tmp:
         model.save(tmp, net.cpu(), saved)

@@ -48,7 +48,7 @@ def read_by_micrograph(path):
         return {}
     missing = [c for c in (MIC, SCORE) if c not in table.columns]
     if missing:
-        raise DeepEMError(f"{path}: no {' or '.join(missing)} column; give picks as deepem pick or gather writes them")
+        raise DeepEMError(f"{path}: no {' or '.join(missing)} column; give a merged picks STAR, as 'deepem gather' writes (picks.star)")
     names = table[MIC].map(name_of)
     return {n: (g[[X, Y]].to_numpy(float), g[SCORE].to_numpy(float)) for n, g in table.groupby(names)}
 
