@@ -75,12 +75,16 @@ def check_corrections(config, micrographs):
     """``{round: files}`` of ``corrections``: only rounds whose picks are verified (all but the
     last) take them, and each file must match a micrograph, as labels must."""
     found = {}
-    for r, patterns in sorted(config.get("corrections", {}).items()):
+    for key, patterns in sorted(config.get("corrections", {}).items()):
+        r = str(int(key))  # '01' is round 1, as the rules name it
         if not 1 <= int(r) < config["rounds"]:
             raise DeepEMError(
-                f"corrections: round {r} has no verification step to correct (rounds: {config['rounds']}); "
-                f"corrections apply to rounds 1 to {config['rounds'] - 1}, whose picks train the next round"
+                f"corrections: round {key} has no verification step to correct (rounds: {config['rounds']}); "
+                f"corrections apply to rounds 1 to {config['rounds'] - 1}, whose picks train the next round: "
+                "set rounds (--config rounds=N) to the last round you run"
             )
+        if r in found:
+            raise DeepEMError(f"corrections: round {r} is given twice; give one entry per round")
         found[r] = expand(patterns, f"round {r} correction")
         check_label_files(found[r], micrographs, "correction")
     return found
@@ -116,7 +120,8 @@ def resolve(config):
     corrections = check_corrections(config, micrographs)
     for key, paths in (("micrographs", micrographs.values()), ("labels.positives", positives),
                        ("labels.negatives", negatives), ("truth", truth), ("corrections", sum(corrections.values(), [])),
-                       ("results", [os.path.abspath(config["results"])])):
+                       ("results", [os.path.abspath(config["results"])]),
+                       ("relion_project", [config["relion_project"]] if config.get("relion_project") else [])):
         check_no_whitespace(paths, key)
     project = config.get("relion_project")
     if project is not None and not Path(project).is_dir():

@@ -93,17 +93,19 @@ def test_relion_coordinates_picked_on_binned_micrographs_are_rescaled():
         np.testing.assert_array_equal(micrograph_centres(reference[mic], "r", pixel_size=1.0), xy(reference[mic]))
 
 
-def test_binned_relion_coordinates_need_the_micrographs_pixel_size(tmp_path, capsys):
+def test_binned_relion_coordinates_need_the_micrographs_pixel_size(tmp_path):
     binned = by_micrograph(DATA / "particles_bin2.star")["mic_a"]
     with pytest.raises(DeepEMError, match=r"^b.star: its coordinates were picked at 2 A/px .* give it \(--pixel-size"):
-        micrograph_centres(binned, "b.star", pixel_size=None)
-    command = ["convert", str(DATA / "particles_bin2.star"), "--to", "csv", "-o", str(tmp_path / "x.csv")]
-    with pytest.raises(SystemExit):  # convert without micrographs or --pixel-size cannot place them either
-        main(command)
-    assert "picked at 2 A/px" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
-    main(command + ["--pixel-size", "1"])
-    reference = pd.read_csv(tmp_path / "x.csv")
-    assert len(reference) == sum(map(len, by_micrograph(DATA / "particles.star").values()))
+        micrograph_centres(binned, "b.star", pixel_size=None)  # a PNG's: on which frame to draw them is unknown
+    np.testing.assert_array_equal(micrograph_centres(binned, "b.star", keep_frame=True), xy(binned))
+    # convert with micrographs of unknown pixel size (an MRC header's 0): the error
+    write_mrc(tmp_path / "mic_a.mrc", np.zeros((HEIGHT, WIDTH), np.float32), pixel_size=0.0)
+    result = run(["deepem", "convert", str(DATA / "particles_bin2.star"), "--micrographs", str(tmp_path / "mic_a.mrc"),
+                  "--to", "csv", "-o", str(tmp_path / "x.csv")], check=False)
+    assert result.returncode == 2 and "picked at 2 A/px" in result.stderr and not (tmp_path / "x.csv").exists()
+    run(["deepem", "convert", str(DATA / "particles_bin2.star"), "--to", "csv", "-o", str(tmp_path / "x.csv")])
+    kept = pd.read_csv(tmp_path / "x.csv")  # without micrographs: the file's own frame
+    np.testing.assert_allclose(kept[kept["micrograph"].str.contains("mic_a")][["x", "y"]], xy(binned), atol=0.01)
 
 
 @pytest.mark.parametrize("fmt", ["relion", "relion-dir", "cryosparc"])
@@ -144,6 +146,7 @@ def test_shifts_of_particles_picked_on_binned_micrographs_are_in_their_pixels(tm
         np.testing.assert_allclose(micrograph_centres(got[mic], "b", pixel_size=2.0), xy(reference[mic]) / 2, atol=1e-9)
         with pytest.raises(DeepEMError, match="picked at 2 A/px"):  # no pixel size: which frame is unknown
             micrograph_centres(got[mic], "b")
+        np.testing.assert_allclose(micrograph_centres(got[mic], "b", keep_frame=True), xy(reference[mic]) / 2, atol=1e-9)
 
 
 def test_refined_particles_need_a_positive_pixel_size(tmp_path):

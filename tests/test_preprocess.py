@@ -194,3 +194,14 @@ def test_tiny_micrographs_get_the_plain_gradient_fit(shape):
     assert np.array_equal(gradient_surface(image, robust=True), gradient_surface(image))
     if min(shape) > 16:
         assert preprocess(image, 1.0, 1.0, 16)[0].shape == shape
+
+
+def test_a_particle_exactly_particle_px_across_passes_despite_float32_headers():
+    from deepem.commands.preprocess import check_geometry
+    from deepem.errors import DeepEMError
+
+    header = float(np.float32(1.1))  # an MRC header's 1.1 A/px: 35.2 A spans 31.99999 px
+    check_geometry("m.mrc", (1024, 1024), header, 35.2, 32)
+    with pytest.raises(DeepEMError, match=r"m.mrc: a 34 A particle spans only 30.9 px .* set particle_px \(--particle-px\) to 30"):
+        check_geometry("m.mrc", (1024, 1024), header, 34, 32)
+

@@ -353,6 +353,11 @@ def test_negatives_on_a_micrograph_without_positives_train(finished_run, tiny_da
     without = np.load(tmp_path / "without.npz")  # the other micrographs' patches and stripes are unchanged
     np.testing.assert_array_equal(without["x"], patches["x"][:-3])
     assert json.loads(str(without["meta"]))["holdout"] == meta["holdout"]
+    (tmp_path / "empty").mkdir()
+    empty = _coords(tmp_path / "empty" / f"{unlabelled}.star", np.zeros((0, 2)))
+    _extract(tmp, labels + [empty], tmp_path / "empty.npz", "--negatives", negatives)
+    # an empty label file says the micrograph has no particle: it holds a stripe out, whose maxima are false picks
+    assert unlabelled in json.loads(str(np.load(tmp_path / "empty.npz")["meta"]))["holdout"]
 
 
 def test_a_negative_label_on_a_positive_is_a_warning(finished_run, tiny_dataset, tmp_path):
@@ -367,7 +372,8 @@ def test_a_negative_label_on_a_positive_is_a_warning(finished_run, tiny_dataset,
     near = _coords(tmp_path / f"{name}.star", xy[:2] + [[10, 0], [0, 40]])
     log = _extract(tmp, labels, tmp_path / "p.npz", "--negatives", near).stdout
     assert f"warning: micrograph {name}: 1 negative labels lie within a quarter diameter" in log
-    assert "remove one label of each pair" in log
+    x, y = xy[0] + [10, 0]  # named in original pixels
+    assert "remove one label of each pair" in log and f"e.g. at ({x:.0f}, {y:.0f})" in log
     assert json.loads(str(np.load(tmp_path / "p.npz")["meta"]))["counts"]["negative"] == 2  # both kept, as given
 
 

@@ -473,3 +473,20 @@ def test_an_empty_results_path_is_refused_by_the_schema():
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
     check = jsonschema.Draft7Validator(schema["properties"]["results"])
     assert not check.is_valid("") and check.is_valid("results")
+
+
+def test_corrections_keys_are_rounds_and_paths_with_spaces_are_refused(tmp_path):
+    from deepem.errors import DeepEMError
+    from deepem.workflow import check_corrections, check_no_whitespace
+
+    fixed = tmp_path / "demo_000.star"
+    fixed.write_text("data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n1 2\n")
+    micrographs = {"demo_000": "/d/demo_000.mrc"}
+    assert check_corrections({"rounds": 3, "corrections": {"01": str(fixed)}}, micrographs) == {"1": [str(fixed)]}
+    with pytest.raises(DeepEMError, match="round 1 is given twice"):
+        check_corrections({"rounds": 3, "corrections": {"1": str(fixed), "01": str(fixed)}}, micrographs)
+    with pytest.raises(DeepEMError, match=r"round 3 has no verification step .* set rounds \(--config rounds=N\)"):
+        check_corrections({"rounds": 3, "corrections": {"3": str(fixed)}}, micrographs)
+    with pytest.raises(DeepEMError, match="relion_project: '/data/my project' has a space in its path"):
+        check_no_whitespace(["/data/my project"], "relion_project")
+

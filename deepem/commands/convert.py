@@ -113,7 +113,7 @@ def collect(args, mics):
                 if SCORE not in picks.columns:
                     raise DeepEMError(f"{path}: --min-score needs scores, and this file has none")
                 picks = picks[picks[SCORE] >= args.min_score]
-            centres = micrograph_centres(picks, path, pixel_size, height, args.flip_y)
+            centres = micrograph_centres(picks, path, pixel_size, height, args.flip_y, keep_frame=row is None)
             if row is not None:
                 check_inside(centres, (row["height"], row["width"]), path)
             xy.append(centres)

@@ -94,17 +94,17 @@ def _near(xy, others, radius):
     return cKDTree(others).query(xy, distance_upper_bound=radius)[0] <= radius
 
 
-def warn_inconsistent(positives, negatives, particle_px):
+def warn_inconsistent(positives, negatives, particle_px, table):
     """Warn of negative labels within a quarter diameter of a positive one: junk on a particle, or
     one particle labelled both ways. Both train, as given; the warning says where to look."""
     for name in sorted(set(positives) & set(negatives)):
         near = _near(negatives[name], positives[name], CONFLICT * particle_px)
         if near.any():
-            x, y = negatives[name][np.argmax(near)]
+            x, y = negatives[name][np.argmax(near)] * table.loc[name, ["scale_x", "scale_y"]].to_numpy(float)
             print(
                 f"warning: micrograph {name}: {int(near.sum())} negative labels lie within a quarter diameter of a "
-                f"positive label, e.g. near working pixel ({x:.0f}, {y:.0f}); both train as given: if they mark one "
-                "particle, remove one label of each pair"
+                f"positive label, e.g. at ({x:.0f}, {y:.0f}); both train as given: if they mark one particle, remove "
+                "one label of each pair"
             )
 
 
@@ -144,7 +144,7 @@ def main(args):
     positives = load_labels(args.positives, table, "positive label", args.flip_y)
     negatives = load_labels(args.negatives, table, "negative label", args.flip_y)
     avoid, previous = {}, {"positives": 0, "negatives": 0}
-    warn_inconsistent(positives, negatives, args.particle_px)
+    warn_inconsistent(positives, negatives, args.particle_px, table)
     labelled, overruled = merge(positives, negatives), 0
     for path in args.verified:
         more_pos, more_neg, more_avoid = verified_labels(path, table)
@@ -154,8 +154,7 @@ def main(args):
         previous["positives"] += sum(map(len, more_pos.values()))
         previous["negatives"] += sum(map(len, more_neg.values()))
         positives, negatives, avoid = merge(positives, more_pos), merge(negatives, more_neg), merge(avoid, more_avoid)
-    positives = {n: xy for n, xy in positives.items() if len(xy)}
-    negatives = {n: xy for n, xy in negatives.items() if len(xy)}
+        positives = {n: xy for n, xy in positives.items() if len(xy)}
     if overruled:
         print(
             f"{overruled} verified picks within a quarter diameter of a label were left out: the label files decide there"
@@ -165,12 +164,12 @@ def main(args):
     box = common.architecture(args.particle_px, args.box_scale, "modern").box
     rng = np.random.default_rng(args.seed)
     xs, ys, vals, kinds, holdout = [], [], [], [], {}
-    names = sorted(set(positives) | set(negatives))
+    names = sorted(set(positives) | {n for n, xy in negatives.items() if len(xy)})
     for name in progress(names, "extract"):
         image, _ = read_micrograph(manifest.working_path(table.loc[name]))
         pos = positives.get(name, np.zeros((0, 2)))
         stripe = (0, 0)  # negatives only: all train, as its unlabelled particles would be false picks in a stripe
-        if len(pos):
+        if name in positives:  # an empty label file says: no particle here
             holdout[name] = stripe = holdout_stripe(image.shape[1], args.val_fraction, rng)
         neg = negatives.get(name, np.zeros((0, 2)))
         background = sample_background(

@@ -45,7 +45,7 @@ def check_geometry(path, shape, pixel_size, diameter, particle_px):
     """The particle must span particle_px pixels or more (micrographs are only ever downsampled to
     it), and its box must fit in the micrograph."""
     span = diameter / pixel_size
-    if span < particle_px:
+    if span < particle_px * (1 - 1e-3):  # headers store the pixel size as float32
         fix = (
             f"set particle_px (--particle-px) to {int(span)}" if _supported(int(span))
             else "use micrographs binned less, and check particle_diameter is in A"

@@ -111,6 +111,7 @@ def main(args):
     saved = {"particle_px": meta["particle_px"], "units": meta.get("units", manifest.OLD_UNITS)}
     if args.mine or args.calibrate:  # needs particle_px from the patches; before training, so missing maps fail early
         manifest.check_units(table, saved["units"], args.patches, "extract the patches again from these shards")
+        manifest.check_particle_px(table, meta["particle_px"], args.patches, "give the shards the patches came from")
         dark = background_bounds(floor_choice, table, labelled, meta["particle_px"])
         saved["background_floor"], saved["background_ceiling"] = dark[1:] if dark else (None, None)
         measured = label_spacing(labelled, meta["particle_px"])  # mining and calibration use it too

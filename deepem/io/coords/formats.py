@@ -70,7 +70,7 @@ def read_coordinates(path):
     return table[[X, Y]].to_numpy(float).reshape(-1, 2)
 
 
-def micrograph_centres(table, path, pixel_size=None, height=None, flip_y=False):
+def micrograph_centres(table, path, pixel_size=None, height=None, flip_y=False, keep_frame=False):
     """``(n, 2)`` centres, from the picks table of file ``path``, in the frame of a micrograph of
     ``pixel_size`` Å/px and ``height`` rows.
 
@@ -78,7 +78,7 @@ def micrograph_centres(table, path, pixel_size=None, height=None, flip_y=False):
     is the coordinate minus the shift, in pixels of the micrograph they were picked on, or of
     ``pixel_size`` when the file does not state that). Coordinates that state the pixel size they
     were picked at (RELION's rlnMicrographPixelSize) are rescaled to ``pixel_size``, which they
-    then need; with
+    then need unless ``keep_frame`` (no micrograph to place them on: they stay as picked); with
     ``flip_y`` the file counts y from the bottom row, and ``y = height - y`` (DeepEM's own
     convention, exact for box corners: ``height - y - box``).
     """
@@ -95,13 +95,14 @@ def micrograph_centres(table, path, pixel_size=None, height=None, flip_y=False):
         xy -= table[[ORIGIN_X, ORIGIN_Y]].to_numpy(float) / np.reshape(picked_at, (-1, 1))
     if PIXEL_SIZE in table.columns and len(table):
         stated = table[PIXEL_SIZE].to_numpy(float)
-        if pixel_size is None:
+        if pixel_size is None and not keep_frame:
             raise DeepEMError(
                 f"{path}: its coordinates were picked at {stated[0]:g} A/px (rlnMicrographPixelSize) and the "
                 "micrographs' pixel size is unknown, so they cannot be rescaled to them; give it (--pixel-size, or "
                 "micrographs with it in their headers)"
             )
-        xy = xy * (stated / pixel_size)[:, None]
+        if pixel_size is not None:
+            xy = xy * (stated / pixel_size)[:, None]
     if flip_y:
         if height is None:
             raise DeepEMError(f"{path}: flip_y needs the micrograph height; give the micrographs or --height")

@@ -3,6 +3,7 @@
 import contextlib
 import csv
 import itertools
+import re
 from pathlib import Path
 
 import numpy as np
@@ -70,9 +71,12 @@ def loop_header(columns, block=""):
     return f"\ndata_{block}\n\nloop_\n" + "".join(f"_{c} #{i}\n" for i, c in enumerate(columns, 1))
 
 
+_WHITESPACE = re.compile(r"\s").search
+
+
 def quoted(text):
     """A STAR value: in double quotes when it holds whitespace (a file name with a space), as starfile writes it."""
-    return f'"{text}"' if any(c.isspace() for c in text) else text
+    return f'"{text}"' if _WHITESPACE(text) else text
 
 
 def _texts(column, rows, float_format, star):
