@@ -75,6 +75,13 @@ def sample_background(image, avoid, count, min_distance, rng, unusual_fraction=0
     return np.asarray(found, float).reshape(-1, 2)
 
 
+def near(xy, others, radius):
+    """Which of the centres ``xy`` ``(n, 2)`` lie within ``radius`` of any of ``others``."""
+    if not len(xy) or not len(others):
+        return np.zeros(len(xy), bool)
+    return cKDTree(others).query(xy)[0] <= radius
+
+
 def holdout_stripe(width, fraction, rng):
     """``(x0, x1)``: a full-height stripe, ``fraction`` of the image wide, at a random place."""
     wide = int(round(fraction * width))

@@ -18,12 +18,11 @@ nearby are ``removed_by_user`` negatives.
 
 import numpy as np
 import pandas as pd
-from scipy.spatial import cKDTree
 
 from deepem.io import manifest
 from deepem.io.coords import MIC, SCORE, X, Y
 from deepem.io.micrograph import read_micrograph
-from deepem.patches import local_statistics
+from deepem.patches import local_statistics, near
 from deepem.progress import progress
 
 VERDICT = "deepemVerdict"
@@ -62,13 +61,10 @@ def _automatic(row, xy, score, threshold, particle_px):
 
 def _corrected(xy, score, threshold, corrected, radius):
     verdict = np.full(len(xy), "uncertain", dtype=object)
-    if len(corrected) and len(xy):
-        near = cKDTree(corrected).query(xy)[0] <= radius
-    else:
-        near = np.zeros(len(xy), bool)
-    verdict[(score >= threshold) & ~near] = "removed_by_user"
-    verdict[near] = "uncertain"  # the corrected coordinate itself is the positive
-    hit = cKDTree(xy).query(corrected)[0] <= radius if len(xy) and len(corrected) else np.zeros(len(corrected), bool)
+    close = near(xy, corrected, radius)
+    verdict[(score >= threshold) & ~close] = "removed_by_user"
+    verdict[close] = "uncertain"  # the corrected coordinate itself is the positive
+    hit = near(corrected, xy, radius)
     added = np.where(hit, "confirmed", "added_by_user").astype(object)
     return (
         np.concatenate([xy, corrected]),

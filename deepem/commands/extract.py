@@ -20,7 +20,6 @@ Example:
 import json
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from deepem.commands import common
 from deepem.dataset import load_labels
@@ -29,7 +28,7 @@ from deepem.io import manifest
 from deepem.io.atomic import atomic_path
 from deepem.io.coords import MIC, X, Y, read_star_table
 from deepem.io.micrograph import name_of, read_micrograph
-from deepem.patches import check_inside, extract, holdout_stripe, in_stripe, sample_background
+from deepem.patches import check_inside, extract, holdout_stripe, in_stripe, near, sample_background
 from deepem.progress import progress
 from deepem.verification import NEGATIVE, POSITIVE, VERDICT
 
@@ -87,22 +86,15 @@ def verified_labels(path, table):
     return out
 
 
-def _near(xy, others, radius):
-    """Which of the centres ``xy`` lie within ``radius`` of any of ``others``."""
-    if not len(xy) or not len(others):
-        return np.zeros(len(xy), bool)
-    return cKDTree(others).query(xy, distance_upper_bound=radius)[0] <= radius
-
-
 def warn_inconsistent(positives, negatives, particle_px, table):
     """Warn of negative labels within a quarter diameter of a positive one: junk on a particle, or
     one particle labelled both ways. Both train, as given; the warning says where to look."""
     for name in sorted(set(positives) & set(negatives)):
-        near = _near(negatives[name], positives[name], CONFLICT * particle_px)
-        if near.any():
-            x, y = negatives[name][np.argmax(near)] * table.loc[name, ["scale_x", "scale_y"]].to_numpy(float)
+        close = near(negatives[name], positives[name], CONFLICT * particle_px)
+        if close.any():
+            x, y = negatives[name][np.argmax(close)] * table.loc[name, ["scale_x", "scale_y"]].to_numpy(float)
             print(
-                f"warning: micrograph {name}: {int(near.sum())} negative labels lie within a quarter diameter of a "
+                f"warning: micrograph {name}: {int(close.sum())} negative labels lie within a quarter diameter of a "
                 f"positive label, e.g. at ({x:.0f}, {y:.0f}); both train as given: if they mark one particle, remove "
                 "one label of each pair"
             )
@@ -112,8 +104,8 @@ def apart(labels, others, particle_px):
     """``labels`` without the centres within a quarter diameter of ``others``, and how many went."""
     kept, dropped = {}, 0
     for name, xy in labels.items():
-        near = _near(xy, others.get(name, np.zeros((0, 2))), CONFLICT * particle_px)
-        kept[name], dropped = xy[~near], dropped + int(near.sum())
+        close = near(xy, others.get(name, np.zeros((0, 2))), CONFLICT * particle_px)
+        kept[name], dropped = xy[~close], dropped + int(close.sum())
     return kept, dropped
 
 

@@ -19,7 +19,6 @@ Example:
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from deepem.commands import common
 from deepem.errors import DeepEMError
@@ -28,6 +27,7 @@ from deepem.io.coords import MIC, SCORE, read_picks
 from deepem.io.coords.formats import micrograph_centres
 from deepem.io.micrograph import read_micrograph
 from deepem.overlay import save_overlay
+from deepem.patches import near
 from deepem.progress import progress
 
 
@@ -68,9 +68,7 @@ def centres(rows, path, pixel_size):
 
 def not_among(xy, others, tolerance=1.0):
     """Rows of ``xy`` farther than ``tolerance`` px from every row of ``others``."""
-    if not len(others) or not len(xy):
-        return np.ones(len(xy), bool)
-    return cKDTree(others).query(xy)[0] > tolerance
+    return ~near(xy, others, tolerance)
 
 
 def radius_px(path, diameter, pixel_size):
