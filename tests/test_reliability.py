@@ -74,6 +74,10 @@ def test_changed_parameter_reruns_exactly_the_affected_jobs(finished_run):
         "all", "evaluate", "final_picks", "gallery", "gather", "pick", "provenance", "rounds_summary", "score_histogram",
         "train",
     ]
+    dry = snakemake(tmp / "config.yaml", "-n", "--config", "threshold=0.6")  # picking only: training stays
+    assert sorted(set(_jobs(dry.stdout))) == [
+        "all", "evaluate", "final_picks", "gallery", "gather", "pick", "provenance", "rounds_summary", "score_histogram",
+    ]
     dry = snakemake(tmp / "config.yaml", "-n", "--config", "background_ratio=3")
     assert {"extract", "train", "pick"} <= set(_jobs(dry.stdout)) and "preprocess" not in _jobs(dry.stdout)
     dry = snakemake(tmp / "config.yaml", "-n", "--config", f"relion_project={tmp}")

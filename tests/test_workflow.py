@@ -436,6 +436,44 @@ def test_one_more_round_reruns_only_that_round(two_rounds):
     assert jobs.count("train") == 1 and jobs.count("verify") == 1
 
 
+def test_a_fixed_threshold_repicks_without_retraining_round_one(two_rounds):
+    """A threshold set after looking at the picks changes picking and verification, not round 1's training."""
+    tmp, config = two_rounds
+    dry = snakemake(config, "-n", "--config", "threshold=0.6")
+    jobs = [line.split()[1].rstrip(":") for line in dry.stdout.splitlines() if line.startswith("rule ")]
+    assert "preprocess" not in jobs
+    assert jobs.count("pick") == 2 * 3 and jobs.count("verify") == 1  # both rounds' shards; round 1's verdicts
+    assert jobs.count("extract") == 1 and jobs.count("train") == 1  # round 2's, which trains on those verdicts
+    assert "--threshold 0.6 " in snakemake(config, "-n", "-p", "--config", "threshold=0.6").stdout
+
+
+def test_verify_and_histogram_use_the_threshold_given(two_rounds, tmp_path):
+    tmp, _ = two_rounds
+    round_1 = tmp / "results" / "round_1"
+    model = round_1 / "model" / "model.pt"
+    stored = torch.load(model, weights_only=False)["threshold"]
+    scores = read_star_table(round_1 / "candidates.star")[SCORE].to_numpy(float)
+    fixed = float(np.round(np.quantile(scores[scores >= stored], 0.5), 3))  # halfway up the picks
+    assert fixed > stored
+    preprocessed = [str(p) for p in sorted((tmp / "results" / "preprocessed").iterdir())]
+    verdicts = {}
+    for threshold in ("auto", str(fixed)):
+        out = tmp_path / f"verified_{threshold}.star"
+        run(["deepem", "verify", "--candidates", str(round_1 / "candidates.star"), "--model", str(model),
+             "--preprocessed", *preprocessed, "--diameter", "150", "--threshold", threshold, "-o", str(out)])
+        verdicts[threshold] = read_star_table(out)
+    assert verdicts["auto"].equals(read_star_table(round_1 / "verified.star"))  # the workflow's, at the stored one
+    for threshold, cut in (("auto", stored), (str(fixed), fixed)):
+        table = verdicts[threshold]
+        confident = table.loc[table["deepemVerdict"] == "confident", SCORE]
+        assert len(confident) and confident.min() >= (cut + 1) / 2 - 1e-3  # written to 3 decimals
+    assert (verdicts[str(fixed)]["deepemVerdict"] == "confident").sum() < (verdicts["auto"]["deepemVerdict"] == "confident").sum()
+    for threshold, cut in (("auto", stored), (str(fixed), fixed)):
+        shown = run(["deepem", "histogram", str(round_1 / "candidates.star"), "--model", str(model),
+                     "--threshold", threshold, "-o", str(tmp_path / "scores.png")]).stdout
+        assert f"{int((scores >= cut).sum())} at or above {cut:.4f}" in shown
+
+
 def test_corrections_keyed_by_round_number_as_the_readme_writes_them(two_rounds, tmp_path):
     tmp, config = two_rounds
     corrected = tmp_path / "corrected"

@@ -1,7 +1,8 @@
 """Plot the scores of a round's candidates, the pick threshold marked.
 
 Candidates are every local maximum 'deepem pick' kept (candidates.star); those scoring at
-least the threshold are the picks. The threshold is --threshold, or the one stored in --model.
+least the threshold are the picks. The threshold is --threshold, or with --threshold auto the one
+stored in --model.
 
 Example:
     deepem histogram results/round_1/candidates.star --model results/round_1/model/model.pt \\
@@ -18,17 +19,16 @@ from deepem.plots import score_histogram
 def add_args(parser):
     parser.add_argument("candidates", help="candidates STAR (from 'deepem gather')")
     parser.add_argument("-o", "--output", required=True, help="output PNG")
-    threshold = parser.add_mutually_exclusive_group()
-    threshold.add_argument("--model", help="model.pt whose threshold to mark")
-    threshold.add_argument("--threshold", type=common.fraction, help="threshold to mark, between 0 and 1")
+    parser.add_argument("--model", help="model.pt whose threshold to mark with --threshold auto (the default)")
+    parser.add_argument("--threshold", default="auto", help="threshold to mark: a score in (0, 1), or 'auto' (--model's)")
 
 
 def main(args):
+    threshold = common.parse_threshold(args.threshold)
     table = read_star_table(args.candidates)
     if SCORE not in table.columns:
         raise DeepEMError(f"{args.candidates}: no {SCORE} column; give the candidates.star of 'deepem gather'")
-    threshold = args.threshold
-    if args.model:
+    if threshold is None and args.model:
         threshold = float(model.load(args.model)[1]["threshold"])
     scores = table[SCORE].to_numpy(float)
     n_mics = table[MIC].nunique() if MIC in table.columns else 1

@@ -26,7 +26,10 @@ from deepem.verification import VERDICT, verify
 
 def add_args(parser):
     parser.add_argument("--candidates", required=True, help="a round's candidates.star (from gather)")
-    parser.add_argument("--model", required=True, help="the round's model.pt (for its threshold)")
+    parser.add_argument("--model", required=True, help="the round's model.pt (its threshold and particle_px)")
+    parser.add_argument(
+        "--threshold", default="auto", help="the threshold the round picked at: 'auto' (the model's) or a score in (0, 1)"
+    )
     parser.add_argument("--preprocessed", nargs="+", required=True, help="preprocessing shard directories")
     parser.add_argument("--diameter", type=common.positive, required=True, help="particle diameter in A")
     parser.add_argument("--corrections", nargs="*", default=[], help="user-corrected coordinate files")
@@ -34,13 +37,15 @@ def add_args(parser):
 
 
 def main(args):
+    fixed = common.parse_threshold(args.threshold)
     table = manifest.read(args.preprocessed)
     _, ckpt = model.load(args.model)
+    threshold = fixed or ckpt["threshold"]
     manifest.check_particle_px(table, ckpt["particle_px"], args.model, "give the shards this model picked")
     corrections = read_labels(args.corrections, table, "correction", check=True)
     diameter_px = float(np.median(args.diameter / table["pixel_size"]))
     verified = verify(
-        read_by_micrograph(args.candidates), table, ckpt["threshold"], ckpt["particle_px"], diameter_px, corrections
+        read_by_micrograph(args.candidates), table, threshold, ckpt["particle_px"], diameter_px, corrections
     )
     write_star(args.output, verified, float_format="%.3f")
     counts = Counter(verified[VERDICT])

@@ -37,8 +37,9 @@ rule score_histogram:
         f"{LOGS}/round_{{round}}/score_histogram.log",
     localrule: True
     params:
+        threshold=config["threshold"],
         version=VERSION,
     conda:
         ENV
     shell:
-        "deepem histogram {input.candidates} --model {input.model} -o {output} > {log} 2>&1"
+        "deepem histogram {input.candidates} --model {input.model} --threshold {params.threshold} -o {output} > {log} 2>&1"

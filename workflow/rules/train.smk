@@ -25,7 +25,6 @@ rule train:
         outdir=subpath(output.model, parent=True),
         mode=config["mode"],
         epochs=optional("--epochs", config["epochs"]),
-        threshold=config["threshold"],
         background_floor=config["background_floor"],
         min_distance=config["min_distance"],
         device=config["device"],
@@ -37,5 +36,5 @@ rule train:
         ENV
     shell:
         "deepem train {input.patches} {params.labelled} {input.preprocessed} --positives {input.positives} -o {params.outdir} --mode {params.mode} {params.epochs} "
-        "--threshold {params.threshold} --background-floor {params.background_floor} --min-distance {params.min_distance} --seed {params.seed} {params.flip_y} --threads {threads} "
+        "--background-floor {params.background_floor} --min-distance {params.min_distance} --seed {params.seed} {params.flip_y} --threads {threads} "
         "--device {params.device} > {log} 2>&1"

@@ -16,10 +16,11 @@ rule verify:
         runtime=by_attempt(60),
     params:
         diameter=config["particle_diameter"],
+        threshold=config["threshold"],
         version=VERSION,
     conda:
         ENV
     shell:
         "deepem verify --candidates {input.candidates} --model {input.model} "
         "--preprocessed {input.preprocessed} --corrections {input.corrections} "
-        "--diameter {params.diameter} -o {output} > {log} 2>&1"
+        "--diameter {params.diameter} --threshold {params.threshold} -o {output} > {log} 2>&1"
