@@ -7,7 +7,6 @@ CTF-modulated, shaded by a slow illumination ramp, and given white noise at a se
 Everything is deterministic from the seed; micrograph ``i`` does not depend on how many are made.
 """
 
-from pathlib import Path
 
 import numpy as np
 import scipy.fft
@@ -16,7 +15,7 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from deepem.errors import DeepEMError
-from deepem.io.atomic import atomic_path, write_text
+from deepem.io.atomic import atomic_directory
 from deepem.io.coords import picks_table, write_star
 from deepem.io.micrograph import write_mrc
 
@@ -65,30 +64,32 @@ def simulate_dataset(
     for ok, message in checks:
         if not ok:
             raise DeepEMError(message)
-    n_labelled, out = min(n_labelled, n_micrographs), Path(outdir)
+    n_labelled = min(n_labelled, n_micrographs)
     phantom_seed, *mic_seeds = np.random.SeedSequence(seed).spawn(n_micrographs + 1)
     phantom = _phantom(diameter / 2, np.random.default_rng(phantom_seed))
     names, counts = [f"demo_{i:03d}" for i in range(n_micrographs)], []
-    for i, name in enumerate(names):
-        rng = np.random.default_rng(mic_seeds[i])
-        image, truth, negatives = _micrograph(
-            size, pixel_size, diameter, density, snr, i % 2 == 1, phantom, rng, on_carbon
-        )
-        with atomic_path(out / "micrographs" / f"{name}.mrc") as tmp:
-            write_mrc(tmp, image, pixel_size, label="deepem simulate")
-        write_star(out / "truth" / f"{name}.star", picks_table(truth))
-        write_star(out / "negatives" / f"{name}.star", picks_table(negatives))
-        if i < n_labelled:
-            keep = np.sort(rng.choice(len(truth), round(label_fraction * len(truth)), replace=False))
-            write_star(out / "labels" / f"{name}_manualpick.star", picks_table(truth[keep]))
-        counts.append(len(truth))
-    meta = {
-        "pixel_size": float(pixel_size),
-        "particle_diameter": float(particle_diameter),
-        "train": names[:n_labelled],
-        "test": names[n_labelled:],
-    }
-    write_text(out / "dataset.yaml", yaml.safe_dump(meta, sort_keys=False))
+    with atomic_directory(outdir) as out:  # replaced whole: no micrograph of an earlier, larger set stays
+        for folder in ("micrographs", "truth", "negatives", "labels"):
+            (out / folder).mkdir()
+        for i, name in enumerate(names):
+            rng = np.random.default_rng(mic_seeds[i])
+            image, truth, negatives = _micrograph(
+                size, pixel_size, diameter, density, snr, i % 2 == 1, phantom, rng, on_carbon
+            )
+            write_mrc(out / "micrographs" / f"{name}.mrc", image, pixel_size, label="deepem simulate")
+            write_star(out / "truth" / f"{name}.star", picks_table(truth))
+            write_star(out / "negatives" / f"{name}.star", picks_table(negatives))
+            if i < n_labelled:
+                keep = np.sort(rng.choice(len(truth), round(label_fraction * len(truth)), replace=False))
+                write_star(out / "labels" / f"{name}_manualpick.star", picks_table(truth[keep]))
+            counts.append(len(truth))
+        meta = {
+            "pixel_size": float(pixel_size),
+            "particle_diameter": float(particle_diameter),
+            "train": names[:n_labelled],
+            "test": names[n_labelled:],
+        }
+        (out / "dataset.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
     return counts
 
 

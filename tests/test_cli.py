@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from conftest import run
 from deepem.cli import COMMANDS
@@ -110,6 +111,7 @@ def test_rounds_writes_all_its_outputs_or_none(tmp_path):
     ("evaluate", "--diameter", "0", "'0' is not a positive number"),
     ("gather", "--diameter", "nan", "'nan' is not a positive number"),
     ("histogram", "--threshold", "nan", "'nan' is not a number between 0 and 1"),
+    ("verify", "--threshold", "1", "'1' is not a number between 0 and 1"),
     ("pick", "--tile", "0", "'0' is not a whole number of at least 1"),
     ("pick", "--tile", "-5", "'-5' is not a whole number of at least 1"),
     ("show", "--max-size", "0", "'0' is not a whole number of at least 1"),
@@ -157,3 +159,13 @@ def test_provenance_names_bad_config_and_unreadable_inputs(tmp_path, capsys):
             main(["provenance", "-o", str(out), *extra])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err and not out.exists()
 
+
+
+def test_simulate_replaces_an_earlier_set_whole(tmp_path):
+    """Fewer micrographs into an earlier, larger set's folder: no stale micrograph for a glob to find."""
+    out = tmp_path / "sim"
+    for n in (3, 2):
+        run(["deepem", "simulate", "-o", str(out), "--micrographs", str(n), "--size", "320", "--labelled", "1"])
+    assert sorted(p.name for p in (out / "micrographs").iterdir()) == ["demo_000.mrc", "demo_001.mrc"]
+    assert sorted(p.name for p in (out / "truth").iterdir()) == ["demo_000.star", "demo_001.star"]
+    assert yaml.safe_load((out / "dataset.yaml").read_text())["test"] == ["demo_001"]

@@ -176,9 +176,17 @@ def test_an_output_directory_is_replaced_only_when_deepem_wrote_it(tmp_path, mon
             (tmp / "a.box").write_text(text)
     assert (ours / "a.box").read_text() == "second" and (ours / MARKER).exists()
     empty = tmp_path / "empty"
-    empty.mkdir()
+    (empty / "made" / "by_snakemake").mkdir(parents=True)  # folders of a rule's outputs, no file
     with atomic_directory(empty) as tmp:
         (tmp / "a.box").write_text("x")
+    assert sorted(p.name for p in empty.iterdir()) == [MARKER, "a.box"]
+    deep = tmp_path / "deep"
+    (deep / "sub").mkdir(parents=True)
+    (deep / "sub" / "notes.txt").write_text("the user's")
+    with pytest.raises(DeepEMError, match="holds files that deepem did not write"):
+        with atomic_directory(deep):
+            pass
+    assert (deep / "sub" / "notes.txt").read_text() == "the user's"
     monkeypatch.chdir(ours)
     with pytest.raises(DeepEMError, match="not the current directory"):
         with atomic_directory("."):

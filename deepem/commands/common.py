@@ -98,6 +98,11 @@ def fraction(text):
     return value
 
 
+def threshold(text):
+    """argparse type: a score strictly between 0 and 1, or 'auto' (None: the model's threshold)."""
+    return None if text == "auto" else fraction(text)
+
+
 def parse_threshold(text):
     """The score threshold a --threshold value asks for: None for 'auto' (the automatic threshold)."""
     if text == "auto":

@@ -20,11 +20,13 @@ def add_args(parser):
     parser.add_argument("candidates", help="candidates STAR (from 'deepem gather')")
     parser.add_argument("-o", "--output", required=True, help="output PNG")
     parser.add_argument("--model", help="model.pt whose threshold to mark with --threshold auto (the default)")
-    parser.add_argument("--threshold", default="auto", help="threshold to mark: a score in (0, 1), or 'auto' (--model's)")
+    parser.add_argument(
+        "--threshold", type=common.threshold, default="auto", help="threshold to mark: a score in (0, 1), or 'auto' (--model's)"
+    )
 
 
 def main(args):
-    threshold = common.parse_threshold(args.threshold)
+    threshold = args.threshold
     table = read_star_table(args.candidates)
     if SCORE not in table.columns:
         raise DeepEMError(f"{args.candidates}: no {SCORE} column; give the candidates.star of 'deepem gather'")

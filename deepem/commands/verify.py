@@ -28,7 +28,7 @@ def add_args(parser):
     parser.add_argument("--candidates", required=True, help="a round's candidates.star (from gather)")
     parser.add_argument("--model", required=True, help="the round's model.pt (its threshold and particle_px)")
     parser.add_argument(
-        "--threshold", default="auto", help="the threshold the round picked at: 'auto' (the model's) or a score in (0, 1)"
+        "--threshold", type=common.threshold, default="auto", help="the threshold the round picked at: 'auto' (the model's) or a score in (0, 1)"
     )
     parser.add_argument("--preprocessed", nargs="+", required=True, help="preprocessing shard directories")
     parser.add_argument("--diameter", type=common.positive, required=True, help="particle diameter in A")
@@ -37,10 +37,9 @@ def add_args(parser):
 
 
 def main(args):
-    fixed = common.parse_threshold(args.threshold)
     table = manifest.read(args.preprocessed)
     _, ckpt = model.load(args.model)
-    threshold = fixed or ckpt["threshold"]
+    threshold = args.threshold or ckpt["threshold"]
     manifest.check_particle_px(table, ckpt["particle_px"], args.model, "give the shards this model picked")
     corrections = read_labels(args.corrections, table, "correction", check=True)
     diameter_px = float(np.median(args.diameter / table["pixel_size"]))

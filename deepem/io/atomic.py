@@ -47,10 +47,10 @@ def _check_replaceable(path):
         raise DeepEMError(f"{path}: a symbolic link; give the directory it points to, or a new one")
     if path.exists() and not path.is_dir():
         raise DeepEMError(f"{path}: not a directory; give a new directory for the output")
-    if path.is_dir() and any(path.iterdir()) and not (path / MARKER).exists():
+    if path.is_dir() and not (path / MARKER).exists() and any(p.is_symlink() or not p.is_dir() for p in path.rglob("*")):
         raise DeepEMError(
             f"{path}: holds files that deepem did not write, and deepem replaces its output directory whole; "
-            "give a new or empty directory (an output of deepem 0.10.0 or older, which did not mark its outputs: remove it first)"
+            "give a new or empty directory (an output of an older deepem, which did not mark its outputs: remove it first)"
         )
 
 
@@ -58,8 +58,9 @@ def _check_replaceable(path):
 def atomic_directory(path):
     """Yield a fresh temporary directory; it replaces ``path`` only if the block succeeds.
 
-    ``path`` must be new, empty or an earlier output of this function (it holds ``MARKER``), so
-    that a mistyped output directory never deletes the user's files.
+    ``path`` must be new, hold no file (Snakemake makes the folders of a rule's outputs before it
+    runs) or be an earlier output of this function (it holds ``MARKER``), so that a mistyped output
+    directory never deletes the user's files.
     """
     _check_replaceable(Path(path))
     path = Path(path).absolute()  # '.' has no name to put a temporary one beside

@@ -6,6 +6,7 @@ if DATASET.simulated:
             labels=DATASET.positives,
             negatives=DATASET.negatives,
             truth=DATASET.truth,
+            spec=f"{config['demo']['outdir']}/dataset.yaml",
         log:
             f"{LOGS}/simulate_demo.log",
         localrule: True
