@@ -51,11 +51,11 @@ def _automatic(row, xy, score, threshold, particle_px):
         outlier = (modified_z(mean, mean[reference]) > OUTLIER_Z) | (modified_z(std, std[reference]) > OUTLIER_Z)
     else:
         outlier = np.zeros(len(xy), bool)
-    verdict[confident] = "confident"
-    low = np.flatnonzero(score < 0.5 * threshold)
-    n_confident = int((verdict == "confident").sum())
-    verdict[low[np.argsort(-score[low], kind="stable")][:n_confident]] = "low_score"
-    verdict[outlier & (score >= 0.5 * threshold)] = "outlier"
+    outlier &= score >= 0.5 * threshold
+    verdict[confident & ~outlier] = "confident"
+    verdict[outlier] = "outlier"
+    low = np.flatnonzero(score < 0.5 * threshold)  # no outlier: at most as many as the confident picks left
+    verdict[low[np.argsort(-score[low], kind="stable")][: int((verdict == "confident").sum())]] = "low_score"
     return xy, score, verdict
 
 

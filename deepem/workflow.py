@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepem.dataset import check_not_reserved, expand, match_labels
+from deepem.dataset import check_not_reserved, expand, match_labels, route_labels
 from deepem.errors import DeepEMError
 from deepem.io.coords.detect import names_micrographs
 from deepem.io.micrograph import micrograph_names, read_header
@@ -66,9 +66,11 @@ def _uses_demo(config):
 
 
 def check_label_files(files, micrographs, what):
-    """Each file's format is known and each per-micrograph file matches a micrograph (rows of files
-    with a micrograph column are routed when read)."""
-    match_labels([f for f in files if not names_micrographs(f)], micrographs, what)
+    """Each file's format is known, each per-micrograph file matches a micrograph, and some row of each
+    file with a micrograph column names one."""
+    merged = [f for f in files if names_micrographs(f)]
+    match_labels([f for f in files if f not in merged], micrographs, what)
+    route_labels(merged, micrographs, what)
 
 
 def check_corrections(config, micrographs):

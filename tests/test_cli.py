@@ -81,6 +81,13 @@ def test_rounds_reads_the_innermost_round_and_names_bad_files(tmp_path):
             bad.write_text(text)
         with pytest.raises(DeepEMError, match=rf"{name}: {message}"):
             read_round(bad)
+    from argparse import Namespace
+
+    from deepem.commands.rounds import main
+
+    with pytest.raises(DeepEMError, match=r"metrics.json: round 2 again \(also "):
+        main(Namespace(metrics=[path, path], output=tmp_path / "rounds.tsv", plot=None, html=None))
+    assert not (tmp_path / "rounds.tsv").exists()
 
 
 def test_rounds_writes_all_its_outputs_or_none(tmp_path):

@@ -18,6 +18,7 @@ from deepem.io import manifest
 from deepem.io.coords import MIC, SCORE, X, Y, read_coordinates, read_star_table
 from deepem.metrics import match, summarise
 from deepem.patches import holdout_stripe
+from deepem.verification import POSITIVE
 
 
 def test_pipeline_writes_merged_picks_for_every_micrograph(finished_run, tiny_dataset):
@@ -388,6 +389,65 @@ def test_round_two_trains_on_round_one_picks_and_hard_negatives(two_rounds, tiny
     assert (results / "rounds.png").stat().st_size > 1000
 
 
+@pytest.mark.parametrize("command", ["verify", "evaluate"])
+def test_picks_of_micrographs_outside_the_shards_given_are_refused(finished_run, tiny_dataset, tmp_path, command):
+    """Before, verify and evaluate silently left them out of their verdicts and scores."""
+    tmp, _ = finished_run
+    results = tmp / "results"
+    first = sorted((results / "preprocessed").iterdir())[0]
+    candidates = results / "round_1" / "candidates.star"
+    args = {
+        "verify": ["--candidates", str(candidates), "--model", str(results / "round_1" / "model" / "model.pt")],
+        "evaluate": ["--picks", str(results / "round_1" / "picks.star"), "--candidates", str(candidates),
+                     "--truth", *[str(p) for p in sorted((tiny_dataset / "truth").glob("*.star"))]],
+    }[command]
+    result = run(["deepem", command, *args, "--preprocessed", str(first), "--diameter", "150", "-o", str(tmp_path / "out")],
+                 check=False)
+    assert result.returncode == 2 and "which no --preprocessed shard holds" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_held_out_metrics_leave_out_micrographs_named_by_negatives_or_corrections(finished_run, tiny_dataset, tmp_path):
+    tmp, _ = finished_run
+    results = tmp / "results"
+    base = ["deepem", "evaluate", "--picks", str(results / "round_1" / "picks.star"),
+            "--truth", *[str(p) for p in sorted((tiny_dataset / "truth").glob("*.star"))],
+            "--positives", *[str(p) for p in sorted((tiny_dataset / "labels").glob("*.star"))],
+            "--preprocessed", *[str(p) for p in sorted((results / "preprocessed").iterdir())], "--diameter", "150"]
+    other = str(tiny_dataset / "negatives" / "demo_003.star")  # the one micrograph without positive labels
+    held_out = {}
+    for case, extra in (("positives only", []), ("negatives", ["--negatives", other]), ("corrections", ["--corrections", other])):
+        out = tmp_path / f"{len(held_out)}.json"
+        run([*base, *extra, "-o", str(out)])
+        held_out[case] = json.loads(out.read_text()).get("held_out", {}).get("micrographs", 0)
+    assert held_out == {"positives only": 1, "negatives": 0, "corrections": 0}
+
+
+def test_label_files_decide_their_micrographs_over_verified_picks(two_rounds, tiny_dataset, tmp_path):
+    """No positive verdict joins a micrograph whose label file is empty, or with --complete one that has
+    a label file; the empty file keeps the micrograph's held-out stripe."""
+    tmp, _ = two_rounds
+    results = tmp / "results"
+    verified = read_star_table(results / "round_1" / "verified.star")
+    on_003 = int(((verified[MIC].map(lambda m: Path(m).stem) == "demo_003") & verified["deepemVerdict"].isin(POSITIVE)).sum())
+    assert on_003 > 0  # the unlabelled micrograph has confident picks
+    empty = tmp_path / "demo_003.star"
+    empty.write_text("")  # says: no particle on demo_003
+    labels = [str(p) for p in sorted((tiny_dataset / "labels").glob("*.star"))]
+    command = ["deepem", "extract", "--preprocessed", *[str(p) for p in sorted((results / "preprocessed").iterdir())],
+               "--verified", str(results / "round_1" / "verified.star"), "--diameter", "150"]
+    meta, logs = {}, {}
+    for case, extra in (("as given", labels), ("empty", [*labels, str(empty)]), ("complete", [*labels, "--complete"])):
+        out = tmp_path / f"{len(meta)}.npz"
+        logs[case] = run([*command, "--positives", *extra, "-o", str(out)]).stdout
+        meta[case] = json.loads(str(np.load(out)["meta"]))
+    previous = {case: m["from_previous_round"]["positives"] for case, m in meta.items()}
+    assert previous["empty"] == previous["as given"] - on_003
+    assert "demo_003" in meta["empty"]["holdout"] and "demo_003" in meta["as given"]["holdout"]
+    assert previous["complete"] == on_003  # only the micrograph without a label file takes them
+    assert f"{on_003} positive verdicts were left out on micrographs that have empty label files" in logs["empty"]
+
+
 def test_threshold_method_follows_label_completeness_and_both_sample_12_background_patches(finished_run, two_rounds):
     """Complete labels: the maxima in the held-out stripes set the threshold; incomplete: all maxima on
     labelled micrographs, weighted by the estimated labelled share. Both: 12 background patches per label."""
@@ -527,4 +587,8 @@ def test_corrections_keys_are_rounds_and_paths_with_spaces_are_refused(tmp_path)
         check_corrections({"rounds": 3, "corrections": {"3": str(fixed)}}, micrographs)
     with pytest.raises(DeepEMError, match="relion_project: '/data/my project' has a space in its path"):
         check_no_whitespace(["/data/my project"], "relion_project")
+    merged = tmp_path / "picks_corrected.star"  # rows name micrographs of another dataset
+    merged.write_text("data_\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\n_rlnCoordinateY #3\n/other/mic_1.mrc 1 2\n")
+    with pytest.raises(DeepEMError, match="picks_corrected.star: no row of this correction file names a micrograph"):
+        check_corrections({"rounds": 2, "corrections": {"1": str(merged)}}, micrographs)
 

@@ -3,7 +3,7 @@
 Matching is one-to-one (Hungarian) within 0.5 x the particle diameter, per micrograph.
 P/R/F1 are for the picks as written (at the picking threshold); AP and best F1 rank the
 candidates (every local maximum) by score. Reports all micrographs and, separately, those
-that had no training labels (not matched by --positives).
+("held_out") that none of your label files names: --positives, --negatives or --corrections.
 
 Example:
     deepem evaluate --picks results/round_1/picks.star --candidates results/round_1/candidates.star \\
@@ -30,6 +30,8 @@ def add_args(parser):
     parser.add_argument("--diameter", type=common.positive, required=True, help="particle diameter in A")
     parser.add_argument("--preprocessed", nargs="+", required=True, help="preprocessing shard directories")
     parser.add_argument("--positives", nargs="*", default=[], help="training label files: the rest is 'held out'")
+    parser.add_argument("--negatives", nargs="*", default=[], help="non-particle label files, which trained too")
+    parser.add_argument("--corrections", nargs="*", default=[], help="corrected coordinate files of earlier rounds")
     parser.add_argument("-o", "--output", required=True, help="metrics JSON")
 
 
@@ -48,8 +50,13 @@ def main(args):
     radius = (0.5 * args.diameter / table["pixel_size"]).to_dict()
     picks = read_by_micrograph(args.picks)
     cands = read_by_micrograph(args.candidates) if args.candidates else picks
+    for path, found in ((args.picks, picks), (args.candidates or args.picks, cands)):
+        manifest.check_known(found, table, path, "give every shard the picks were made on")
     truth = read_labels(args.truth, table, "truth")
-    labelled = set(route_labels(args.positives, table.index, "positive label"))
+    labelled = set().union(*(
+        route_labels(files, table.index, what)
+        for files, what in ((args.positives, "positive label"), (args.negatives, "negative label"), (args.corrections, "correction"))
+    ))
     groups = {"all": sorted(truth), "held_out": sorted(n for n in truth if n not in labelled)}
     report = {"match_radius_px": float(np.median(list(radius.values())))}
     for group, names in groups.items():

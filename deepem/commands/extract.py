@@ -11,6 +11,8 @@ A micrograph with negative labels only trains on them, and holds no stripe out.
 
 A negative label within a quarter diameter of a positive one gives a warning (both train, as
 given). A verified pick within a quarter diameter of a label is left out: the label decides.
+Positive verdicts are left out on a micrograph whose positive label file is empty (it says: no
+particle here), and with --complete on every micrograph that has a positive label file.
 
 Example:
     deepem extract --preprocessed results/preprocessed/* --positives labels/*.star \\
@@ -43,6 +45,10 @@ def add_args(parser):
         "--verified", nargs="*", default=[], help="the previous round's verified.star: its positive verdicts join the positives, "
         "its negative verdicts the negatives, and no background is sampled near its other candidates"
     )
+    parser.add_argument(
+        "--complete", action="store_true",
+        help="the positive label files label every particle of their micrographs: no positive verdict joins them",
+    )
     parser.add_argument("-o", "--output", required=True, help="output .npz")
     common.add_geometry_args(parser)
     common.add_arch_args(parser)
@@ -70,12 +76,9 @@ def verified_labels(path, table):
     lacking = [c for c in (MIC, VERDICT) if c not in verified.columns]
     if lacking:
         raise DeepEMError(f"{path}: no {lacking[0]} column; give the verified.star that 'deepem verify' writes")
+    manifest.check_known(verified[MIC].map(name_of), table, path, "give the shards it was picked from")
     for source, group in verified.groupby(MIC):
         name = name_of(source)
-        if name not in table.index:
-            raise DeepEMError(
-                f"{path}: names micrograph {source}, which no --preprocessed shard holds; give the shards it was picked from"
-            )
         row = table.loc[name]
         xy = group[[X, Y]].to_numpy(float)
         check_inside(xy, (row["height"], row["width"]), path)
@@ -137,20 +140,27 @@ def main(args):
     negatives = load_labels(args.negatives, table, "negative label", args.flip_y)
     avoid, previous = {}, {"positives": 0, "negatives": 0}
     warn_inconsistent(positives, negatives, args.particle_px, table)
-    labelled, overruled = merge(positives, negatives), 0
+    labelled, overruled, decided = merge(positives, negatives), 0, 0
+    label_files = set(positives)  # an empty one says: no particle here
+    settled = label_files if args.complete else {n for n, xy in positives.items() if not len(xy)}
     for path in args.verified:
         more_pos, more_neg, more_avoid = verified_labels(path, table)
+        decided += sum(len(xy) for n, xy in more_pos.items() if n in settled)
+        more_pos = {n: xy for n, xy in more_pos.items() if n not in settled}
         more_pos, dropped_pos = apart(more_pos, labelled, args.particle_px)
         more_neg, dropped_neg = apart(more_neg, labelled, args.particle_px)
         overruled += dropped_pos + dropped_neg
         previous["positives"] += sum(map(len, more_pos.values()))
         previous["negatives"] += sum(map(len, more_neg.values()))
         positives, negatives, avoid = merge(positives, more_pos), merge(negatives, more_neg), merge(avoid, more_avoid)
-        positives = {n: xy for n, xy in positives.items() if len(xy)}
+        positives = {n: xy for n, xy in positives.items() if len(xy) or n in label_files}
     if overruled:
         print(
             f"{overruled} verified picks within a quarter diameter of a label were left out: the label files decide there"
         )
+    if decided:
+        which = "have label files (--complete)" if args.complete else "have empty label files (no particle)"
+        print(f"{decided} positive verdicts were left out on micrographs that {which}: the label files decide there")
     if not sum(len(v) for v in positives.values()):
         raise DeepEMError(f"no labelled particles in {len(args.positives)} positive label files; label some particles")
     box = common.architecture(args.particle_px, args.box_scale, "modern").box
@@ -195,9 +205,12 @@ def main(args):
     with atomic_path(args.output) as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, x=x.astype(np.float16), y=y, val=val, meta=json.dumps(meta))
+    verified = (
+        f" (of which the previous round's verified picks: {previous['positives']} positives, {previous['negatives']} negatives)"
+        if args.verified else ""
+    )
     print(
-        f"{len(names)} micrographs: {counts['positive']} positives, {counts['negative']} labelled negatives, "
-        f"{counts['background']} background (of which from the previous round's verified picks: "
-        f"{previous['positives']} positives, {previous['negatives']} negatives); box {box} px; "
+        f"{len(names)} micrographs: {counts['positive']} positives, {counts['negative']} negatives{verified}, "
+        f"{counts['background']} background; box {box} px; "
         f"{int(val.sum())} held out {'in stripes' if holdout else 'at random'} -> {args.output}"
     )

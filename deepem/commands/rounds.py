@@ -43,9 +43,12 @@ def read_round(path):
 
 
 def main(args):
-    rows = []
+    rows, seen = [], {}
     for path in args.metrics:
         n, report = read_round(path)
+        if n in seen:
+            raise DeepEMError(f"{path}: round {n} again (also {seen[n]}); give each round's metrics.json once")
+        seen[n] = path
         for group, metrics in report.items():
             rows.append({"round": n, "micrographs": group, **{k: metrics[k] for k in COLUMNS}})
     table = pd.DataFrame(rows).sort_values(["micrographs", "round"], kind="stable")

@@ -43,9 +43,9 @@ def main(args):
     manifest.check_particle_px(table, ckpt["particle_px"], args.model, "give the shards this model picked")
     corrections = read_labels(args.corrections, table, "correction", check=True)
     diameter_px = float(np.median(args.diameter / table["pixel_size"]))
-    verified = verify(
-        read_by_micrograph(args.candidates), table, threshold, ckpt["particle_px"], diameter_px, corrections
-    )
+    candidates = read_by_micrograph(args.candidates)
+    manifest.check_known(candidates, table, args.candidates, "give every shard the candidates were picked from")
+    verified = verify(candidates, table, threshold, ckpt["particle_px"], diameter_px, corrections)
     write_star(args.output, verified, float_format="%.3f")
     counts = Counter(verified[VERDICT])
     print(

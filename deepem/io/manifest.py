@@ -102,6 +102,14 @@ def check_units(table, expected, source, fix):
         )
 
 
+def check_known(names, table, source, fix):
+    """Fail, suggesting ``fix``, when ``source`` names a micrograph that no shard of ``table`` holds."""
+    unknown = sorted(set(names) - set(table.index))
+    if unknown:
+        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        raise DeepEMError(f"{source}: names micrograph {unknown[0]}{more}, which no --preprocessed shard holds; {fix}")
+
+
 def check_particle_px(table, expected, source, fix):
     """Fail, suggesting ``fix``, unless the working images of ``table`` show particles ``expected``
     pixels across, as ``source`` was trained on (manifests before 0.10.3 do not say: not checked)."""

@@ -61,6 +61,11 @@ def labelled_use():
     return "--mine" if config["labels"]["complete"] else "--calibrate"
 
 
+def complete_option():
+    """Complete labels decide their micrographs alone: the previous round's positive verdicts do not join them."""
+    return "--complete" if config["labels"]["complete"] else ""
+
+
 def pick_shards(wildcards):
     return scatter.shard(f"{RESULTS}/round_{wildcards.round}/picks/{{scatteritem}}")
 
@@ -77,6 +82,11 @@ def previous_verified(wildcards):
 
 def round_corrections(wildcards):
     return DATASET.corrections.get(str(wildcards.round), [])
+
+
+def earlier_corrections(wildcards):
+    """The corrections that trained round {round}: those of every earlier round."""
+    return [f for r in range(1, int(wildcards.round)) for f in DATASET.corrections.get(str(r), [])]
 
 
 def last_round_pick_shards(wildcards):

@@ -11,7 +11,7 @@ if DATASET.simulated:
             f"{LOGS}/simulate_demo.log",
         localrule: True
         params:
-            outdir=config["demo"]["outdir"],
+            outdir=subpath(output.spec, parent=True),
             n=config["demo"]["micrographs"],
             size=config["demo"]["size"],
             labelled=config["demo"]["labelled"],

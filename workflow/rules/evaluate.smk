@@ -5,6 +5,8 @@ rule evaluate:
         preprocessed=preprocessed_shards(),
         truth=DATASET.truth,
         positives=DATASET.positives,
+        negatives=DATASET.negatives,
+        corrections=earlier_corrections,
     output:
         f"{RESULTS}/round_{{round}}/metrics.json",
     log:
@@ -17,7 +19,7 @@ rule evaluate:
         ENV
     shell:
         "deepem evaluate --picks {input.picks} --candidates {input.candidates} --truth {input.truth} "
-        "--positives {input.positives} --preprocessed {input.preprocessed} --diameter {params.diameter} "
+        "--positives {input.positives} --negatives {input.negatives} --corrections {input.corrections} --preprocessed {input.preprocessed} --diameter {params.diameter} "
         "-o {output} 2>&1 | tee {log}"
 
 

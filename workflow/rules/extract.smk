@@ -21,6 +21,7 @@ rule extract:
         background_ratio=background_ratio(config),
         seed=round_seed,
         flip_y=flip_y_option(),
+        complete=complete_option(),
         version=VERSION,
     conda:
         ENV
@@ -28,4 +29,4 @@ rule extract:
         "deepem extract --preprocessed {input.preprocessed} --positives {input.positives} "
         "--negatives {input.negatives} --verified {input.verified} --diameter {params.diameter} --particle-px {params.particle_px} "
         "--box-scale {params.box_scale} --background-ratio {params.background_ratio} "
-        "--seed {params.seed} {params.flip_y} -o {output} > {log} 2>&1"
+        "--seed {params.seed} {params.flip_y} {params.complete} -o {output} > {log} 2>&1"
