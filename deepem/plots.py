@@ -9,7 +9,9 @@ import numpy as np  # noqa: E402
 from deepem.io.atomic import atomic_path  # noqa: E402
 
 
-def training_curve(history, path, title):
+def training_curve(history, path, title, background_share=None):
+    """Loss (left); held-out average precision and accuracy (right), with the accuracy of calling
+    every held-out patch background (``background_share``), which most are, dashed."""
     epochs = [h["epoch"] for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
     ax1.plot(epochs, [h["train_loss"] for h in history], label="train")
@@ -17,10 +19,14 @@ def training_curve(history, path, title):
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("loss")
     ax1.legend()
-    ax2.plot(epochs, [h["val_accuracy"] for h in history], color="tab:green")
+    ax2.plot(epochs, [h.get("val_ap", np.nan) for h in history], color="tab:purple", label="average precision")
+    ax2.plot(epochs, [h["val_accuracy"] for h in history], color="tab:green", label="accuracy")
+    if background_share is not None:
+        ax2.axhline(background_share, color="grey", linestyle="--", label="accuracy of 'all background'")
     ax2.set_xlabel("epoch")
-    ax2.set_ylabel("validation accuracy")
-    ax2.set_ylim(0.5, 1.0)
+    ax2.set_ylabel("held-out patches")
+    ax2.set_ylim(0, 1.02)
+    ax2.legend(fontsize=8, loc="lower right")
     fig.suptitle(title)
     fig.tight_layout()
     with atomic_path(path) as tmp:

@@ -11,14 +11,22 @@ import torch
 import deepem
 
 
-def git_commit():
+def _git(args, cwd):
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(deepem.__file__).parent, capture_output=True, text=True, timeout=5
-        )
-        return out.stdout.strip() or None
-    except OSError:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def git_commit():
+    """HEAD of the checkout deepem runs from, with ``-dirty`` when its code (the package, workflow/ or
+    the Snakefile; not config.yaml) has uncommitted changes; None outside a git checkout."""
+    here = Path(deepem.__file__).parent
+    head = _git(["rev-parse", "HEAD"], here)
+    if not head:
         return None
+    changed = _git(["status", "--porcelain", "--untracked-files=no", "--", ".", "../workflow", "../Snakefile"], here)
+    return head + ("-dirty" if changed else "")
 
 
 def versions():

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from torch.optim.swa_utils import AveragedModel
 
+from deepem.metrics import summarise
 from deepem.model import DeepEMNet
 
 
@@ -197,10 +198,14 @@ def train(arch, mode, x, y, val, seed, device, epochs=None, checkpoint=None, log
         scores = rotation_averaged(trained, xv).cpu()
         val_loss = float(_loss(net, torch.logit(scores.clamp(1e-6, 1 - 1e-6)), yv))
         val_acc = float(((scores >= 0.5).float() == yv).float().mean()) if len(yv) else float("nan")
-        history.append({"epoch": epoch + 1, "train_loss": total / max(seen, 1), "val_loss": val_loss, "val_accuracy": val_acc})
+        val_ap = summarise(yv.numpy() > 0.5, scores.numpy(), int(yv.sum()))["average_precision"] if len(yv) else float("nan")
+        history.append({
+            "epoch": epoch + 1, "train_loss": total / max(seen, 1), "val_loss": val_loss, "val_accuracy": val_acc,
+            "val_ap": val_ap,
+        })
         log(
             f"epoch {epoch + 1}/{epochs}: train loss {total / max(seen, 1):.4f}, "
-            f"val loss {val_loss:.4f}, val accuracy {val_acc:.3f} ({time.time() - t0:.1f} s)"
+            f"val loss {val_loss:.4f}, val accuracy {val_acc:.3f}, val AP {val_ap:.3f} ({time.time() - t0:.1f} s)"
         )
         if checkpoint is not None:
             tmp = checkpoint.with_name(checkpoint.name + ".tmp")

@@ -102,12 +102,20 @@ def check_no_whitespace(paths, key):
             )
 
 
+def home_expanded(config):
+    """``results`` and ``relion_project`` with a leading ``~`` expanded, as the other paths are: Snakemake
+    does not, and would make a folder named ``~``."""
+    return {key: os.path.expanduser(config[key]) for key in ("results", "relion_project") if config.get(key)}
+
+
 def resolve(config):
     simulated = _uses_demo(config)
     if simulated:
         micrographs, positives, negatives, truth = _demo_dataset(config)
     else:
         micrographs = micrograph_names(expand(config["micrographs"], "micrograph"))
+        if not micrographs:
+            raise DeepEMError(f"{config['micrographs']}: no micrographs")
         check_not_reserved(micrographs)
         positives = expand(config["labels"]["positives"], "positive label")
         negatives = expand(config["labels"].get("negatives"), "negative label")
@@ -117,8 +125,6 @@ def resolve(config):
         check_label_files(positives, micrographs, "positive label")
         check_label_files(negatives, micrographs, "negative label")
         check_label_files(truth, micrographs, "truth")
-    if not micrographs:
-        raise DeepEMError(f"{config['micrographs']}: no micrographs")
     corrections = check_corrections(config, micrographs)
     for key, paths in (("micrographs", micrographs.values()), ("labels.positives", positives),
                        ("labels.negatives", negatives), ("truth", truth), ("corrections", sum(corrections.values(), [])),

@@ -205,3 +205,19 @@ def test_a_particle_exactly_particle_px_across_passes_despite_float32_headers():
     with pytest.raises(DeepEMError, match=r"m.mrc: a 34 A particle spans only 30.9 px .* set particle_px \(--particle-px\) to 30"):
         check_geometry("m.mrc", (1024, 1024), header, 34, 32)
 
+
+
+def test_a_pixel_size_that_contradicts_the_header_is_a_warning(tmp_path, capsys):
+    """The classic mistake: the unbinned pixel size given for binned micrographs (or the other way)."""
+    from deepem.cli import main
+    from deepem.io.micrograph import write_mrc
+
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        write_mrc(tmp_path / f"{name}.mrc", rng.normal(size=(256, 256)).astype(np.float32), 2.0)
+    mics = [str(tmp_path / "a.mrc"), str(tmp_path / "b.mrc")]
+    for given, warned in (("2.0", False), ("1.0", True)):
+        main(["preprocess", *mics, "--pixel-size", given, "--diameter", "40", "--particle-px", "20",
+              "-o", str(tmp_path / f"pre{given}")])
+        out = capsys.readouterr().out
+        assert ("warning: --pixel-size 1 A overrides the header's pixel size in 2 of 2 micrographs, e.g. 2 A in" in out) == warned

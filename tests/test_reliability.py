@@ -201,6 +201,20 @@ def test_provenance_records_versions_config_and_inputs(finished_run, tiny_datase
     assert record["config"]["seed"] == 0 and record["config"]["shards"] == 3
     assert "snakemake" in record["command"]
     assert str(tiny_dataset / "micrographs" / "demo_000.mrc") in record["inputs"]
+    assert str(tiny_dataset / "truth" / "demo_000.star") in record["inputs"]
+    assert record["versions"]["git_commit"] is None or len(record["versions"]["git_commit"].split("-")[0]) == 40
+    # written after the picks it describes: never beside an earlier run's after a failed one
+    dry = snakemake(tmp / "config.yaml", "-n", "--forceall", str(tmp / "results" / "provenance.json"))
+    assert {"train", "pick", "gather"} <= set(_jobs(dry.stdout))
+
+
+def test_a_results_path_under_home_is_expanded(finished_run, tmp_path, monkeypatch):
+    """Snakemake does not expand '~'; before, the shell did in some places and a folder named '~' appeared."""
+    tmp, _ = finished_run
+    monkeypatch.setenv("HOME", str(tmp_path))
+    dry = snakemake(tmp / "config.yaml", "-n", "--config", "results=~/run")
+    assert f"{tmp_path}/run/preprocessed/" in dry.stdout and "~/run/" not in dry.stdout  # no output path under "~"
+    assert not (ROOT / "~").exists()
 
 
 def test_working_images_at_another_particle_size_than_the_models_are_a_clear_error(finished_run, tiny_dataset, tmp_path):

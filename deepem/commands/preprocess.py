@@ -64,12 +64,14 @@ def check_geometry(path, shape, pixel_size, diameter, particle_px):
 def main(args):
     working = args.diameter / args.particle_px
     micrograph_names(args.micrographs)  # unique stems and known formats, before any work
-    rows = []
+    rows, overridden = [], []
     start = time.time()
     with atomic_directory(args.outdir) as tmp:
         for path in progress(args.micrographs, "preprocess"):
             image, header_px = read_micrograph(path)
             pixel_size = args.pixel_size or header_px
+            if args.pixel_size and header_px and abs(header_px / args.pixel_size - 1) > 0.01:
+                overridden.append((path, header_px))
             if not pixel_size:
                 raise DeepEMError(f"{path}: no pixel size in the file header; set pixel_size in the config")
             if rows and abs(pixel_size - rows[0][4]) > 1e-3 * pixel_size:
@@ -86,4 +88,11 @@ def main(args):
             rows.append([name, os.path.abspath(path), *image.shape, pixel_size, *work.shape, pixel_size * image.shape[1] / work.shape[1]])
         manifest.write(tmp, rows, args.particle_px)
     n = len(rows)
+    if overridden:
+        path, header_px = overridden[0]
+        print(
+            f"warning: --pixel-size {args.pixel_size:g} A overrides the header's pixel size in {len(overridden)} of {n} "
+            f"micrographs, e.g. {header_px:g} A in {path}: binned micrographs? Check pixel_size; the header is used "
+            "when it is not set"
+        )
     print(f"preprocessed {n} micrographs in {time.time() - start:.1f} s -> {args.outdir}")

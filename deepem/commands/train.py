@@ -192,7 +192,9 @@ def main(args):
         model.save(tmp, net.cpu(), saved)
     with atomic_path(outdir / "training.tsv") as tmp:
         pd.DataFrame(history).to_csv(tmp, sep="\t", index=False, float_format="%.6f")
-    plots.training_curve(history, outdir / "training.png", f"{args.mode} DeepEM, box {arch.box} px")
+    plots.training_curve(
+        history, outdir / "training.png", f"{args.mode} DeepEM, box {arch.box} px", float(1 - y[val].float().mean())
+    )
     write_text(outdir / "run.json", json.dumps(provenance.run_record(args, device), indent=1) + "\n")
     for name in ("checkpoint.pt", "checkpoint_hard.pt"):
         (outdir / name).unlink(missing_ok=True)

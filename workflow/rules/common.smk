@@ -4,10 +4,11 @@ import sys
 
 import deepem
 from deepem.errors import DeepEMError
-from deepem.workflow import background_ratio, preprocess_mem_mb, resolve, runtime_min
+from deepem.workflow import background_ratio, home_expanded, preprocess_mem_mb, resolve, runtime_min
 
 
 try:
+    config.update(home_expanded(config))
     DATASET = resolve(config)
 except DeepEMError as exc:
     sys.exit(f"deepem: config error: {exc}")
@@ -130,7 +131,14 @@ def config_json():
 
 
 def all_inputs():
-    return list(DATASET.micrographs.values()) + DATASET.positives + DATASET.negatives
+    """Every file the run read: micrographs, labels, truth and corrections (provenance fingerprints them)."""
+    corrections = [f for files in DATASET.corrections.values() for f in files]
+    return list(DATASET.micrographs.values()) + DATASET.positives + DATASET.negatives + DATASET.truth + corrections
+
+
+def run_outputs():
+    """The picks that provenance describes: it is written after them, never beside an earlier run's."""
+    return [f"{RESULTS}/picks.star"] + [f"{RESULTS}/round_{r}/picks.star" for r in range(1, config["rounds"] + 1)]
 
 
 GALLERY = DATASET.gallery(config["gallery"])

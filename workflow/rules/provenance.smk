@@ -1,6 +1,7 @@
 rule provenance:
     input:
-        all_inputs(),
+        inputs=all_inputs(),
+        made=run_outputs(),
     output:
         json=report(f"{RESULTS}/provenance.json", caption="../report/provenance.rst", category="Run"),
         html=report(f"{RESULTS}/provenance.html", caption="../report/provenance.rst", category="Run"),
@@ -14,5 +15,5 @@ rule provenance:
     conda:
         ENV
     shell:
-        "deepem provenance --config-json {params.config:q} --inputs {input} --device {params.device} "
+        "deepem provenance --config-json {params.config:q} --inputs {input.inputs} --device {params.device} "
         "-o {output.json} --html {output.html} > {log} 2>&1"
