@@ -440,5 +440,5 @@ def test_verified_picks_and_corrections_are_checked_against_the_micrographs(fini
     table.loc[0, "rlnMicrographName"] = "elsewhere/mic_999.mrc"
     starfile.write(table, tmp_path / "other.star")
     result = run(extract + [str(tmp_path / "other.star")], check=False)
-    assert result.returncode == 2 and "names micrograph elsewhere/mic_999.mrc, which no --preprocessed" in result.stderr
+    assert result.returncode == 2 and "other.star: names micrograph mic_999, which no --preprocessed" in result.stderr
     assert not (tmp_path / "p.npz").exists()
