@@ -24,6 +24,7 @@ class Dataset:
     simulated: bool = False
     shard_names: list = field(default_factory=list)
     corrections: dict = field(default_factory=dict)  # round (str) -> files
+    labelled: list = field(default_factory=list)  # names of the micrographs that label files name: training's
 
     def shard(self, item):
         """Names of the micrographs of scatter item ``'k-of-n'``."""
@@ -66,11 +67,11 @@ def _uses_demo(config):
 
 
 def check_label_files(files, micrographs, what):
-    """Each file's format is known, each per-micrograph file matches a micrograph, and some row of each
-    file with a micrograph column names one."""
+    """The names of the micrographs the files label. Each file's format is known, each per-micrograph
+    file matches a micrograph, and some row of each file with a micrograph column names one."""
     merged = [f for f in files if names_micrographs(f)]
-    match_labels([f for f in files if f not in merged], micrographs, what)
-    route_labels(merged, micrographs, what)
+    single = match_labels([f for f in files if f not in merged], micrographs, what)
+    return set(single) | set(route_labels(merged, micrographs, what))
 
 
 def check_corrections(config, micrographs):
@@ -112,6 +113,7 @@ def resolve(config):
     simulated = _uses_demo(config)
     if simulated:
         micrographs, positives, negatives, truth = _demo_dataset(config)
+        labelled = set(match_labels(positives + negatives, micrographs, "label"))  # not written yet: by name
     else:
         micrographs = micrograph_names(expand(config["micrographs"], "micrograph"))
         if not micrographs:
@@ -122,8 +124,8 @@ def resolve(config):
         truth = expand(config.get("truth"), "truth")
         if not positives:
             raise DeepEMError("labels.positives: no label files given; label a few hundred particles first")
-        check_label_files(positives, micrographs, "positive label")
-        check_label_files(negatives, micrographs, "negative label")
+        labelled = check_label_files(positives, micrographs, "positive label")
+        labelled |= check_label_files(negatives, micrographs, "negative label")
         check_label_files(truth, micrographs, "truth")
     corrections = check_corrections(config, micrographs)
     for key, paths in (("micrographs", micrographs.values()), ("labels.positives", positives),
@@ -145,6 +147,7 @@ def resolve(config):
         simulated=simulated,
         shard_names=[names[k::shards] for k in range(shards)],
         corrections=corrections,
+        labelled=sorted(labelled),
     )
 
 

@@ -86,6 +86,22 @@ def test_changed_parameter_reruns_exactly_the_affected_jobs(finished_run):
     ]
 
 
+def test_an_added_micrograph_without_labels_is_picked_without_training_again(finished_run, tiny_dataset, tmp_path):
+    """Training reads its own copy of the labelled micrographs: the shards moving does not retrain."""
+    import yaml
+
+    tmp, _ = finished_run
+    extra = tmp_path / "demo_009.mrc"
+    shutil.copy(tiny_dataset / "micrographs" / "demo_003.mrc", extra)
+    settings = yaml.safe_load((tmp / "config.yaml").read_text())
+    settings["micrographs"] = [*[str(p) for p in sorted((tiny_dataset / "micrographs").glob("*.mrc"))], str(extra)]
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    jobs = set(_jobs(snakemake(config, "-n").stdout))
+    assert {"preprocess", "pick", "gather"} <= jobs
+    assert not jobs & {"preprocess_labelled", "extract", "train"}
+
+
 def _gather_without(finished_run, tmp_path, pattern, *outputs):
     """Gather a copy of the finished run's pick shards with the second file matching ``pattern`` removed;
     ``(gather's CompletedProcess, the removed file, a command that gathers them again)``."""

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slurm
 START = ROOT / "tests" / "slurm" / "start.sh"
 TIMEOUT = 600  # seconds for one Snakemake run, then SIGKILL (a run takes about 2-3 min here)
 # one SLURM job per shard of these rules, and one of these; every other rule is a localrule
-SCATTERED, SINGLE = ("preprocess", "pick"), ("extract", "train")
+SCATTERED, SINGLE = ("preprocess", "pick"), ("preprocess_labelled", "extract", "train")
 SHARDS = 3
 
 

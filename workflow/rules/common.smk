@@ -56,6 +56,23 @@ def preprocessed_shards(wildcards=None):
     return scatter.shard(f"{RESULTS}/preprocessed/{{scatteritem}}")
 
 
+LABELLED = f"{RESULTS}/preprocessed_labelled"  # the labelled micrographs again, for training alone
+
+
+def labelled_micrographs():
+    return [DATASET.micrographs[n] for n in DATASET.labelled]
+
+
+def labelled_runtime(wildcards, attempt):
+    return runtime_min(len(DATASET.labelled), attempt)
+
+
+def extract_preprocessed(wildcards):
+    """Round 1 reads the labelled micrographs alone, so adding unlabelled ones retrains nothing; later
+    rounds read every shard, for the verified picks of every micrograph."""
+    return LABELLED if int(wildcards.round) == 1 else preprocessed_shards()
+
+
 def labelled_use():
     """How train uses the labelled micrographs: complete labels mine hard negatives from them,
     incomplete ones calibrate the threshold on their maxima."""

@@ -1,6 +1,6 @@
 rule extract:
     input:
-        preprocessed=preprocessed_shards(),
+        preprocessed=extract_preprocessed,
         positives=DATASET.positives,
         negatives=DATASET.negatives,
         verified=previous_verified,

@@ -21,3 +21,17 @@ rule preprocess:
     shell:
         "deepem preprocess {input} -o {output} {params.pixel_size} --diameter {params.diameter} "
         "--particle-px {params.particle_px} --threads {threads} > {log} 2>&1"
+
+
+use rule preprocess as preprocess_labelled with:
+    input:
+        labelled_micrographs(),
+    output:
+        directory(LABELLED),
+    log:
+        f"{LOGS}/preprocess/labelled.log",
+    benchmark:
+        f"{BENCH}/preprocess/labelled.tsv"
+    resources:
+        mem_mb=shard_mem_mb,
+        runtime=labelled_runtime,

@@ -1,7 +1,7 @@
 rule train:
     input:
         patches=f"{RESULTS}/round_{{round}}/patches.npz",
-        preprocessed=preprocessed_shards(),
+        preprocessed=LABELLED,
         positives=DATASET.positives,
     output:
         model=f"{RESULTS}/round_{{round}}/model/model.pt",
