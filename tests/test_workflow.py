@@ -13,6 +13,7 @@ import yaml
 import torch
 
 from conftest import ROOT, run, snakemake, write_config
+from deepem.cli import main as cli
 from deepem.dataset import load_labels
 from deepem.io import manifest
 from deepem.io.coords import MIC, SCORE, X, Y, read_coordinates, read_star_table
@@ -392,7 +393,7 @@ def test_round_two_trains_on_round_one_picks_and_hard_negatives(two_rounds, tiny
 
 
 @pytest.mark.parametrize("command", ["verify", "evaluate"])
-def test_picks_of_micrographs_outside_the_shards_given_are_refused(finished_run, tiny_dataset, tmp_path, command):
+def test_picks_of_micrographs_outside_the_shards_given_are_refused(finished_run, tiny_dataset, tmp_path, command, capsys):
     """Before, verify and evaluate silently left them out of their verdicts and scores."""
     tmp, _ = finished_run
     results = tmp / "results"
@@ -403,16 +404,16 @@ def test_picks_of_micrographs_outside_the_shards_given_are_refused(finished_run,
         "evaluate": ["--picks", str(results / "round_1" / "picks.star"), "--candidates", str(candidates),
                      "--truth", *[str(p) for p in sorted((tiny_dataset / "truth").glob("*.star"))]],
     }[command]
-    result = run(["deepem", command, *args, "--preprocessed", str(first), "--diameter", "150", "-o", str(tmp_path / "out")],
-                 check=False)
-    assert result.returncode == 2 and "which no --preprocessed shard holds" in result.stderr
+    with pytest.raises(SystemExit) as exit_info:
+        cli([command, *args, "--preprocessed", str(first), "--diameter", "150", "-o", str(tmp_path / "out")])
+    assert exit_info.value.code == 2 and "which no --preprocessed shard holds" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
 def test_held_out_metrics_leave_out_micrographs_named_by_negatives_or_corrections(finished_run, tiny_dataset, tmp_path):
     tmp, _ = finished_run
     results = tmp / "results"
-    base = ["deepem", "evaluate", "--picks", str(results / "round_1" / "picks.star"),
+    base = ["evaluate", "--picks", str(results / "round_1" / "picks.star"),
             "--truth", *[str(p) for p in sorted((tiny_dataset / "truth").glob("*.star"))],
             "--positives", *[str(p) for p in sorted((tiny_dataset / "labels").glob("*.star"))],
             "--preprocessed", *[str(p) for p in sorted((results / "preprocessed").iterdir())], "--diameter", "150"]
@@ -420,12 +421,12 @@ def test_held_out_metrics_leave_out_micrographs_named_by_negatives_or_correction
     held_out = {}
     for case, extra in (("positives only", []), ("negatives", ["--negatives", other]), ("corrections", ["--corrections", other])):
         out = tmp_path / f"{len(held_out)}.json"
-        run([*base, *extra, "-o", str(out)])
+        cli([*base, *extra, "-o", str(out)])
         held_out[case] = json.loads(out.read_text()).get("held_out", {}).get("micrographs", 0)
     assert held_out == {"positives only": 1, "negatives": 0, "corrections": 0}
 
 
-def test_label_files_decide_their_micrographs_over_verified_picks(two_rounds, tiny_dataset, tmp_path):
+def test_label_files_decide_their_micrographs_over_verified_picks(two_rounds, tiny_dataset, tmp_path, capsys):
     """No positive verdict joins a micrograph whose label file is empty, or with --complete one that has
     a label file; the empty file keeps the micrograph's held-out stripe."""
     tmp, _ = two_rounds
@@ -436,12 +437,14 @@ def test_label_files_decide_their_micrographs_over_verified_picks(two_rounds, ti
     empty = tmp_path / "demo_003.star"
     empty.write_text("")  # says: no particle on demo_003
     labels = [str(p) for p in sorted((tiny_dataset / "labels").glob("*.star"))]
-    command = ["deepem", "extract", "--preprocessed", *[str(p) for p in sorted((results / "preprocessed").iterdir())],
+    command = ["extract", "--preprocessed", *[str(p) for p in sorted((results / "preprocessed").iterdir())],
                "--verified", str(results / "round_1" / "verified.star"), "--diameter", "150"]
     meta, logs = {}, {}
+    capsys.readouterr()
     for case, extra in (("as given", labels), ("empty", [*labels, str(empty)]), ("complete", [*labels, "--complete"])):
         out = tmp_path / f"{len(meta)}.npz"
-        logs[case] = run([*command, "--positives", *extra, "-o", str(out)]).stdout
+        cli([*command, "--positives", *extra, "-o", str(out)])
+        logs[case] = capsys.readouterr().out
         meta[case] = json.loads(str(np.load(out)["meta"]))
     previous = {case: m["from_previous_round"]["positives"] for case, m in meta.items()}
     assert previous["empty"] == previous["as given"] - on_003
@@ -501,15 +504,15 @@ def test_one_more_round_reruns_only_that_round(two_rounds):
 def test_a_fixed_threshold_repicks_without_retraining_round_one(two_rounds):
     """A threshold set after looking at the picks changes picking and verification, not round 1's training."""
     tmp, config = two_rounds
-    dry = snakemake(config, "-n", "--config", "threshold=0.6")
+    dry = snakemake(config, "-n", "-p", "--config", "threshold=0.6")
     jobs = [line.split()[1].rstrip(":") for line in dry.stdout.splitlines() if line.startswith("rule ")]
-    assert "preprocess" not in jobs
+    assert "preprocess" not in jobs and "preprocess_labelled" not in jobs
     assert jobs.count("pick") == 2 * 3 and jobs.count("verify") == 1  # both rounds' shards; round 1's verdicts
     assert jobs.count("extract") == 1 and jobs.count("train") == 1  # round 2's, which trains on those verdicts
-    assert "--threshold 0.6 " in snakemake(config, "-n", "-p", "--config", "threshold=0.6").stdout
+    assert "--threshold 0.6 " in dry.stdout
 
 
-def test_verify_and_histogram_use_the_threshold_given(two_rounds, tmp_path):
+def test_verify_and_histogram_use_the_threshold_given(two_rounds, tmp_path, capsys):
     tmp, _ = two_rounds
     round_1 = tmp / "results" / "round_1"
     model = round_1 / "model" / "model.pt"
@@ -521,7 +524,7 @@ def test_verify_and_histogram_use_the_threshold_given(two_rounds, tmp_path):
     verdicts = {}
     for threshold in ("auto", str(fixed)):
         out = tmp_path / f"verified_{threshold}.star"
-        run(["deepem", "verify", "--candidates", str(round_1 / "candidates.star"), "--model", str(model),
+        cli(["verify", "--candidates", str(round_1 / "candidates.star"), "--model", str(model),
              "--preprocessed", *preprocessed, "--diameter", "150", "--threshold", threshold, "-o", str(out)])
         verdicts[threshold] = read_star_table(out)
     assert verdicts["auto"].equals(read_star_table(round_1 / "verified.star"))  # the workflow's, at the stored one
@@ -530,10 +533,11 @@ def test_verify_and_histogram_use_the_threshold_given(two_rounds, tmp_path):
         confident = table.loc[table["deepemVerdict"] == "confident", SCORE]
         assert len(confident) and confident.min() >= (cut + 1) / 2 - 1e-3  # written to 3 decimals
     assert (verdicts[str(fixed)]["deepemVerdict"] == "confident").sum() < (verdicts["auto"]["deepemVerdict"] == "confident").sum()
+    capsys.readouterr()
     for threshold, cut in (("auto", stored), (str(fixed), fixed)):
-        shown = run(["deepem", "histogram", str(round_1 / "candidates.star"), "--model", str(model),
-                     "--threshold", threshold, "-o", str(tmp_path / "scores.png")]).stdout
-        assert f"{int((scores >= cut).sum())} at or above {cut:.4f}" in shown
+        cli(["histogram", str(round_1 / "candidates.star"), "--model", str(model), "--threshold", threshold,
+             "-o", str(tmp_path / "scores.png")])
+        assert f"{int((scores >= cut).sum())} at or above {cut:.4f}" in capsys.readouterr().out
 
 
 def test_corrections_keyed_by_round_number_as_the_readme_writes_them(two_rounds, tmp_path):
