@@ -19,7 +19,6 @@ from deepem.io import manifest
 from deepem.io.coords import MIC, SCORE, X, Y, read_coordinates, read_star_table
 from deepem.metrics import match, summarise
 from deepem.patches import holdout_stripe
-from deepem.verification import POSITIVE
 
 
 def test_pipeline_writes_merged_picks_for_every_micrograph(finished_run, tiny_dataset):
@@ -432,16 +431,24 @@ def test_label_files_decide_their_micrographs_over_verified_picks(two_rounds, ti
     tmp, _ = two_rounds
     results = tmp / "results"
     verified = read_star_table(results / "round_1" / "verified.star")
-    on_003 = int(((verified[MIC].map(lambda m: Path(m).stem) == "demo_003") & verified["deepemVerdict"].isin(POSITIVE)).sum())
+    on_003 = int(((verified[MIC].map(lambda m: Path(m).stem) == "demo_003") & (verified["deepemVerdict"] == "confident")).sum())
     assert on_003 > 0  # the unlabelled micrograph has confident picks
     empty = tmp_path / "demo_003.star"
     empty.write_text("")  # says: no particle on demo_003
     labels = [str(p) for p in sorted((tiny_dataset / "labels").glob("*.star"))]
     command = ["extract", "--preprocessed", *[str(p) for p in sorted((results / "preprocessed").iterdir())],
                "--verified", str(results / "round_1" / "verified.star"), "--diameter", "150"]
+    corrected = verified.copy()  # the user added a particle on labelled demo_000, far from every label
+    label_xy = read_coordinates(next((tiny_dataset / "labels").glob("demo_000*.star")))
+    grid = np.stack(np.meshgrid(np.arange(100, 924, 8), np.arange(100, 924, 8)), -1).reshape(-1, 2).astype(float)
+    far = grid[np.argmax(np.min(np.linalg.norm(grid[:, None] - label_xy[None], axis=2), axis=1))]
+    row = corrected[corrected[MIC].map(lambda m: Path(m).stem) == "demo_000"].iloc[:1].assign(
+        **{X: far[0], Y: far[1], "deepemVerdict": "added_by_user"})
+    starfile.write(pd.concat([corrected, row], ignore_index=True), tmp_path / "corrected.star")
     meta, logs = {}, {}
     capsys.readouterr()
-    for case, extra in (("as given", labels), ("empty", [*labels, str(empty)]), ("complete", [*labels, "--complete"])):
+    for case, extra in (("as given", labels), ("empty", [*labels, str(empty)]), ("complete", [*labels, "--complete"]),
+                        ("corrected", [*labels, "--complete", "--verified", str(tmp_path / "corrected.star")])):
         out = tmp_path / f"{len(meta)}.npz"
         cli([*command, "--positives", *extra, "-o", str(out)])
         logs[case] = capsys.readouterr().out
@@ -450,7 +457,8 @@ def test_label_files_decide_their_micrographs_over_verified_picks(two_rounds, ti
     assert previous["empty"] == previous["as given"] - on_003
     assert "demo_003" in meta["empty"]["holdout"] and "demo_003" in meta["as given"]["holdout"]
     assert previous["complete"] == on_003  # only the micrograph without a label file takes them
-    assert f"{on_003} positive verdicts were left out on micrographs that have empty label files" in logs["empty"]
+    assert previous["corrected"] == on_003 + 1  # a correction still counts where the label file decides
+    assert f"{on_003} confident verdicts were left out on micrographs that have empty label files" in logs["empty"]
 
 
 def test_threshold_method_follows_label_completeness_and_both_sample_12_background_patches(finished_run, two_rounds):

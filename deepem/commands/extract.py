@@ -11,8 +11,9 @@ A micrograph with negative labels only trains on them, and holds no stripe out.
 
 A negative label within a quarter diameter of a positive one gives a warning (both train, as
 given). A verified pick within a quarter diameter of a label is left out: the label decides.
-Positive verdicts are left out on a micrograph whose positive label file is empty (it says: no
-particle here), and with --complete on every micrograph that has a positive label file.
+Automatic positive verdicts (confident) are left out on a micrograph whose positive label file is
+empty (it says: no particle here), and with --complete on every micrograph that has a positive
+label file; your corrections there still count.
 
 Example:
     deepem extract --preprocessed results/preprocessed/* --positives labels/*.star \\
@@ -47,7 +48,7 @@ def add_args(parser):
     )
     parser.add_argument(
         "--complete", action="store_true",
-        help="the positive label files label every particle of their micrographs: no positive verdict joins them",
+        help="the positive label files label every particle of their micrographs: no confident verdict joins them",
     )
     parser.add_argument("-o", "--output", required=True, help="output .npz")
     common.add_geometry_args(parser)
@@ -67,16 +68,19 @@ def add_args(parser):
     common.add_flip_y_arg(parser)
 
 
-def verified_labels(path, table):
-    """``(positives, negatives, avoid)`` as ``{name: working-pixel centres}`` from a verified STAR."""
+def verified_labels(path, table, settled=()):
+    """``(positives, negatives, avoid, left out)`` from a verified STAR: the first three as ``{name:
+    working-pixel centres}``; automatic positive verdicts (``confident``) on the ``settled``
+    micrographs, whose label files decide them, are left out and counted. Corrections still count."""
     verified = read_star_table(path)
     out = ({}, {}, {})
     if not len(verified):
-        return out
+        return (*out, 0)
     lacking = [c for c in (MIC, VERDICT) if c not in verified.columns]
     if lacking:
         raise DeepEMError(f"{path}: no {lacking[0]} column; give the verified.star that 'deepem verify' writes")
     manifest.check_known(verified[MIC].map(name_of), table, path, "give the shards it was picked from")
+    left_out = 0
     for source, group in verified.groupby(MIC):
         name = name_of(source)
         row = table.loc[name]
@@ -84,9 +88,13 @@ def verified_labels(path, table):
         check_inside(xy, (row["height"], row["width"]), path)
         xy = xy / [row["scale_x"], row["scale_y"]]
         verdict = group[VERDICT].to_numpy()
-        for target, mask in zip(out, (np.isin(verdict, POSITIVE), np.isin(verdict, NEGATIVE), ~np.isin(verdict, NEGATIVE))):
+        positive = np.isin(verdict, POSITIVE)
+        if name in settled:
+            left_out += int((verdict == "confident").sum())
+            positive &= verdict != "confident"
+        for target, mask in zip(out, (positive, np.isin(verdict, NEGATIVE), ~np.isin(verdict, NEGATIVE))):
             target[name] = xy[mask]
-    return out
+    return (*out, left_out)
 
 
 def warn_inconsistent(positives, negatives, particle_px, table):
@@ -144,9 +152,8 @@ def main(args):
     label_files = set(positives)  # an empty one says: no particle here
     settled = label_files if args.complete else {n for n, xy in positives.items() if not len(xy)}
     for path in args.verified:
-        more_pos, more_neg, more_avoid = verified_labels(path, table)
-        decided += sum(len(xy) for n, xy in more_pos.items() if n in settled)
-        more_pos = {n: xy for n, xy in more_pos.items() if n not in settled}
+        more_pos, more_neg, more_avoid, left_out = verified_labels(path, table, settled)
+        decided += left_out
         more_pos, dropped_pos = apart(more_pos, labelled, args.particle_px)
         more_neg, dropped_neg = apart(more_neg, labelled, args.particle_px)
         overruled += dropped_pos + dropped_neg
@@ -160,7 +167,7 @@ def main(args):
         )
     if decided:
         which = "have label files (--complete)" if args.complete else "have empty label files (no particle)"
-        print(f"{decided} positive verdicts were left out on micrographs that {which}: the label files decide there")
+        print(f"{decided} confident verdicts were left out on micrographs that {which}: the label files decide there")
     if not sum(len(v) for v in positives.values()):
         raise DeepEMError(f"no labelled particles in {len(args.positives)} positive label files; label some particles")
     box = common.architecture(args.particle_px, args.box_scale, "modern").box
