@@ -104,8 +104,8 @@ def check_no_whitespace(paths, key):
 
 
 def home_expanded(config):
-    """``results`` and ``relion_project`` with a leading ``~`` expanded, as the other paths are: Snakemake
-    does not, and would make a folder named ``~``."""
+    """``results`` and ``relion_project`` with a leading ``~`` expanded, as the micrograph and label
+    patterns are: Snakemake does not, and would make a folder named ``~``."""
     return {key: os.path.expanduser(config[key]) for key in ("results", "relion_project") if config.get(key)}
 
 

@@ -601,6 +601,13 @@ def test_corrections_keys_are_rounds_and_paths_with_spaces_are_refused(tmp_path)
         check_corrections({"rounds": 3, "corrections": {"3": str(fixed)}}, micrographs)
     with pytest.raises(DeepEMError, match="relion_project: '/data/my project' has a space in its path"):
         check_no_whitespace(["/data/my project"], "relion_project")
+    from deepem.workflow import check_label_files
+
+    both = tmp_path / "merged.star"  # names a by its file and b by its stem; d's empty file still labels it
+    both.write_text("data_\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\n_rlnCoordinateY #3\nx/a.mrc 1 2\nb 3 4\n")
+    (tmp_path / "d.star").write_text("")
+    four = {n: f"/d/{n}.mrc" for n in "abcd"}
+    assert check_label_files([str(both), str(tmp_path / "d.star")], four, "positive label") == {"a", "b", "d"}
     merged = tmp_path / "picks_corrected.star"  # rows name micrographs of another dataset
     merged.write_text("data_\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\n_rlnCoordinateY #3\n/other/mic_1.mrc 1 2\n")
     with pytest.raises(DeepEMError, match="picks_corrected.star: no row of this correction file names a micrograph"):

@@ -16,6 +16,7 @@ Example:
         --candidates results/round_1/candidates.star --diameter 150 --outdir gallery
 """
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,18 +49,19 @@ def picks_by_micrograph(path, names):
     """``{name: picks table}`` for each micrograph name, from a coordinate file of any format.
 
     A file with a micrograph column (merged STAR, Topaz table, CSV) gives each micrograph the rows
-    that name it (none when it is not named; a file with rows that name none of them is an error);
+    that name it (none when it is not named, with a warning when no row names any of them);
     a per-micrograph file (STAR, .box, .cbox) gives its rows to every micrograph.
     """
     table = read_picks(path)
     if MIC not in table.columns:
         return {name: table for name in names}
     keys = micrograph_keys(table[MIC], set(names))
-    if len(table) and keys.isna().all():
-        raise DeepEMError(
-            f"{path}: no row names {' or '.join(sorted(names)[:3])}{' ...' if len(names) > 3 else ''} "
-            f"(e.g. {table[MIC].iloc[0]}); rows are matched by micrograph file name or stem: give the micrograph "
-            "the picks were made on"
+    if len(table) and keys.isna().all():  # a micrograph with no picks has no rows either: warn, draw none
+        print(
+            f"warning: {path}: no row names {' or '.join(sorted(names)[:3])}{' ...' if len(names) > 3 else ''} "
+            f"(e.g. {table[MIC].iloc[0]}), so none is drawn; rows are matched by micrograph file name or stem: "
+            "if the micrograph was renamed, give the one the picks were made on",
+            file=sys.stderr,
         )
     groups = dict(list(table.groupby(keys)))  # dict() would take GroupBy.keys for a mapping's keys()
     return {name: groups.get(name, table.iloc[:0]) for name in names}

@@ -1,7 +1,7 @@
 """Train the DeepEM network on a round's patches.
 
 Writes OUTDIR/model.pt (weights, architecture, chosen threshold), OUTDIR/training.tsv and
-OUTDIR/training.png (loss and validation accuracy per epoch) and OUTDIR/run.json (arguments,
+OUTDIR/training.png (loss, held-out AP and accuracy per epoch) and OUTDIR/run.json (arguments,
 versions, device). With ``--threshold auto`` the threshold is chosen and logged: with --mine
 (labels complete) the score maximising F1 over the score maxima in the held-out stripes
 (see 'deepem extract') matched to their labels, as picking meets them; with --calibrate

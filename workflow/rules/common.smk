@@ -102,9 +102,10 @@ def round_corrections(wildcards):
     return DATASET.corrections.get(str(wildcards.round), [])
 
 
-def earlier_corrections(wildcards):
-    """The corrections that trained round {round}: those of every earlier round."""
-    return [f for r in range(1, int(wildcards.round)) for f in DATASET.corrections.get(str(r), [])]
+def all_corrections():
+    """Every round's correction files: the micrographs you corrected are not held out in any round's
+    metrics, so that the rounds compare one set."""
+    return [f for files in DATASET.corrections.values() for f in files]
 
 
 def last_round_pick_shards(wildcards):
@@ -149,13 +150,19 @@ def config_json():
 
 def all_inputs():
     """Every file the run read: micrographs, labels, truth and corrections (provenance fingerprints them)."""
-    corrections = [f for files in DATASET.corrections.values() for f in files]
-    return list(DATASET.micrographs.values()) + DATASET.positives + DATASET.negatives + DATASET.truth + corrections
+    return list(DATASET.micrographs.values()) + DATASET.positives + DATASET.negatives + DATASET.truth + all_corrections()
 
 
 def run_outputs():
     """The picks that provenance describes: it is written after them, never beside an earlier run's."""
     return [f"{RESULTS}/picks.star"] + [f"{RESULTS}/round_{r}/picks.star" for r in range(1, config["rounds"] + 1)]
+
+
+def demo_other_negatives():
+    """The negatives simulate also writes for the unlabelled demo micrographs: declared, so Snakemake
+    clears them with the rest before simulating again."""
+    folder = os.path.dirname(DATASET.negatives[0]) if DATASET.negatives else None
+    return [os.path.join(folder, f"{n}.star") for n in DATASET.micrographs if n not in DATASET.labelled] if folder else []
 
 
 GALLERY = DATASET.gallery(config["gallery"])

@@ -5,6 +5,7 @@ if DATASET.simulated:
             micrographs=list(DATASET.micrographs.values()),
             labels=DATASET.positives,
             negatives=DATASET.negatives,
+            other_negatives=demo_other_negatives(),
             truth=DATASET.truth,
             spec=f"{config['demo']['outdir']}/dataset.yaml",
         log:

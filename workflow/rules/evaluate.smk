@@ -6,7 +6,7 @@ rule evaluate:
         truth=DATASET.truth,
         positives=DATASET.positives,
         negatives=DATASET.negatives,
-        corrections=earlier_corrections,
+        corrections=all_corrections(),
     output:
         f"{RESULTS}/round_{{round}}/metrics.json",
     log:

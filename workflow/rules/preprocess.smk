@@ -32,6 +32,7 @@ use rule preprocess as preprocess_labelled with:
         f"{LOGS}/preprocess/labelled.log",
     benchmark:
         f"{BENCH}/preprocess/labelled.tsv"
+    threads: config["threads"]
     resources:
         mem_mb=shard_mem_mb,
         runtime=labelled_runtime,
