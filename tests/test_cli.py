@@ -176,3 +176,25 @@ def test_simulate_replaces_an_earlier_set_whole(tmp_path):
     assert sorted(p.name for p in (out / "micrographs").iterdir()) == ["demo_000.mrc", "demo_001.mrc"]
     assert sorted(p.name for p in (out / "truth").iterdir()) == ["demo_000.star", "demo_001.star"]
     assert yaml.safe_load((out / "dataset.yaml").read_text())["test"] == ["demo_001"]
+
+
+def test_git_commit_is_marked_dirty_by_code_changes_not_by_config_edits(tmp_path, monkeypatch):
+    import subprocess
+
+    import deepem
+    from deepem.provenance import git_commit
+
+    package = tmp_path / "deepem"
+    package.mkdir()
+    for path in (package / "__init__.py", tmp_path / "config.yaml"):
+        path.write_text("x = 1\n")
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], check=True)
+    monkeypatch.setattr(deepem, "__file__", str(package / "__init__.py"))
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    (tmp_path / "config.yaml").write_text("x = 2\n")  # a user's edit of the config: still clean
+    assert git_commit() == head
+    (package / "__init__.py").write_text("x = 2\n")
+    assert git_commit() == f"{head}-dirty"
