@@ -7,7 +7,6 @@ CTF-modulated, shaded by a slow illumination ramp, and given white noise at a se
 Everything is deterministic from the seed; micrograph ``i`` does not depend on how many are made.
 """
 
-
 import numpy as np
 import scipy.fft
 import yaml

@@ -50,8 +50,9 @@ def main(args):
     radius = (0.5 * args.diameter / table["pixel_size"]).to_dict()
     picks = read_by_micrograph(args.picks)
     cands = read_by_micrograph(args.candidates) if args.candidates else picks
-    for path, found in ((args.picks, picks), (args.candidates or args.picks, cands)):
-        manifest.check_known(found, table, path, "give every shard the picks were made on")
+    manifest.check_known(picks, table, args.picks, "give every shard the picks were made on")
+    if args.candidates:
+        manifest.check_known(cands, table, args.candidates, "give every shard the candidates were picked from")
     truth = read_labels(args.truth, table, "truth")
     labelled = set().union(*(
         route_labels(files, table.index, what)
