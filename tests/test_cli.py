@@ -119,6 +119,8 @@ def test_rounds_writes_all_its_outputs_or_none(tmp_path):
     ("gather", "--diameter", "nan", "'nan' is not a positive number"),
     ("histogram", "--threshold", "nan", "'nan' is not a number between 0 and 1"),
     ("verify", "--threshold", "1", "'1' is not a number between 0 and 1"),
+    ("pick", "--threshold", "1.5", "'1.5' is not a number between 0 and 1"),
+    ("train", "--threshold", "high", "'high' is not a number between 0 and 1"),
     ("pick", "--tile", "0", "'0' is not a whole number of at least 1"),
     ("pick", "--tile", "-5", "'-5' is not a whole number of at least 1"),
     ("show", "--max-size", "0", "'0' is not a whole number of at least 1"),

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from deepem.commands import train as train_command
-from deepem.commands.common import parse_min_distance, parse_threshold
+from deepem.commands.common import parse_min_distance, threshold
 from deepem.dataset import load_labels
 from deepem.errors import DeepEMError
 from deepem.io import manifest
@@ -108,14 +108,14 @@ def test_parse_min_distance_refuses_what_is_not_a_positive_number(text):
 
 
 @pytest.mark.parametrize("text, value", [("auto", None), ("0.3", 0.3), ("0.999", 0.999)])
-def test_parse_threshold(text, value):
-    assert parse_threshold(text) == value
+def test_threshold(text, value):
+    assert threshold(text) == value
 
 
-@pytest.mark.parametrize("text", ["0", "1", "1.5", "-0.2", "nan", "high"])
-def test_parse_threshold_refuses_what_is_not_strictly_between_0_and_1(text):
-    with pytest.raises(DeepEMError, match="between 0 and 1"):
-        parse_threshold(text)
+@pytest.mark.parametrize("text", ["0", "1", "1.5", "-0.2", "nan", "inf", "high", "Auto"])
+def test_threshold_refuses_what_is_not_auto_or_strictly_between_0_and_1(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="between 0 and 1"):
+        threshold(text)
 
 
 def test_pick_spaces_picks_by_the_models_stored_spacing_unless_told(finished_run, tmp_path):

@@ -103,13 +103,6 @@ def threshold(text):
     return None if text == "auto" else fraction(text)
 
 
-def parse_threshold(text):
-    """The score threshold a --threshold value asks for: None for 'auto' (the automatic threshold)."""
-    if text == "auto":
-        return None
-    return _number(text, "threshold", "'auto' or a number between 0 and 1", low=0, high=1)
-
-
 def add_min_distance_arg(parser, auto):
     parser.add_argument(
         "--min-distance", default="auto",

@@ -38,7 +38,7 @@ def add_args(parser):
     parser.add_argument("--model", required=True, help="model.pt from 'deepem train'")
     parser.add_argument("--preprocessed", required=True, help="a preprocessing shard directory")
     parser.add_argument("-o", "--outdir", required=True, help="output directory")
-    parser.add_argument("--threshold", default="auto", help="'auto' (the model's choice) or a score in (0, 1)")
+    parser.add_argument("--threshold", type=common.threshold, default="auto", help="'auto' (the model's choice) or a score in (0, 1)")
     common.add_min_distance_arg(parser, f"the model's spacing from its labels, else {SPACING}")
     parser.add_argument(
         "--edge", type=float, default=0.5, help="drop picks closer to the edge than this many diameters (default 0.5)"
@@ -58,7 +58,7 @@ def main(args):
     common.set_threads(args.threads)
     device = common.resolve_device(args.device)
     net, ckpt = model.load(args.model, device)
-    threshold = common.parse_threshold(args.threshold) or ckpt["threshold"]
+    threshold = args.threshold or ckpt["threshold"]
     background_floor = common.parse_background_floor(args.background_floor, ckpt.get("background_floor"))
     ceiling = ckpt.get("background_ceiling") if background_floor is not None else None  # models before 0.8: none
     spacing = common.parse_min_distance(args.min_distance, ckpt.get("min_distance", SPACING))  # models before 0.10: none

@@ -44,7 +44,7 @@ def add_args(parser):
     parser.add_argument("-o", "--outdir", required=True, help="output directory")
     parser.add_argument("--mode", choices=sorted(RECIPES), default="modern", help="default modern")
     parser.add_argument("--epochs", type=common.count, help="default: 20 (faithful) or 30 (modern)")
-    parser.add_argument("--threshold", default="auto", help="'auto' (chosen as above) or a score in (0, 1)")
+    parser.add_argument("--threshold", type=common.threshold, default="auto", help="'auto' (chosen as above) or a score in (0, 1)")
     parser.add_argument("--seed", type=int, default=0)
     mine = parser.add_argument_group(
         "labelled micrographs", "scored after training. Fully labelled (--mine): the strongest maxima far from "
@@ -97,7 +97,7 @@ def background_bounds(choice, table, labelled, particle_px):
 def main(args):
     common.set_threads(args.threads)
     device = common.resolve_device(args.device)
-    fixed = common.parse_threshold(args.threshold)
+    fixed = args.threshold
     if args.mine and args.calibrate:
         raise DeepEMError("use --mine (complete labels) or --calibrate (incomplete labels), not both")
     if (args.mine or args.calibrate) and not args.positives:
