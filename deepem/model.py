@@ -15,6 +15,7 @@ Modes: ``faithful`` (sigmoid units, mean pooling, Glorot-uniform init, as the pa
 """
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -188,11 +189,17 @@ def save(path_or_file, net, extra):
 
 
 def load(path, device="cpu"):
-    """Load a saved model; returns ``(net, checkpoint dict)``. The net is in eval mode."""
+    """Load a saved model; returns ``(net, checkpoint dict)``. The net is in eval mode.
+
+    Only tensors and plain Python values are unpickled (``weights_only``): a model file from
+    elsewhere cannot run code.
+    """
     from deepem.errors import DeepEMError
 
+    if not Path(path).is_file():
+        raise DeepEMError(f"{path}: no model file there; give the model.pt that 'deepem train' wrote")
     try:
-        ckpt = torch.load(path, map_location=device, weights_only=False)
+        ckpt = torch.load(path, map_location=device, weights_only=True)
         arch = ckpt["arch"]
         net = DeepEMNet(Architecture(**{**arch, "maps": tuple(arch["maps"])}), ckpt["mode"])
         net.load_state_dict(ckpt["state"])

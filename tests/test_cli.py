@@ -130,6 +130,12 @@ def test_rounds_writes_all_its_outputs_or_none(tmp_path):
     ("convert", "--height", "0", "'0' is not a whole number of at least 1"),
     ("train", "--epochs", "0", "'0' is not a whole number of at least 1"),
     ("train", "--mine-epochs", "-1", "'-1' is not a whole number of at least 1"),
+    ("pick", "--device", "mps", "'mps' is not a device deepem runs on: use cpu, cuda or cuda:N"),
+    ("train", "--device", "cuda:x", "'cuda:x' is not a device deepem runs on"),
+    ("provenance", "--device", "gpu", "'gpu' is not a device deepem runs on"),
+    ("simulate", "--seed", "-1", "'-1' is not a whole number of 0 or more"),
+    ("extract", "--seed", "1.5", "'1.5' is not a whole number of 0 or more"),
+    ("train", "--seed", "-3", "'-3' is not a whole number of 0 or more"),
 ])
 def test_bad_option_values_are_refused_by_name(command, option, value, message, capsys):
     from deepem.cli import main

@@ -8,7 +8,7 @@ from deepem.io.atomic import MARKER, atomic_directory
 from deepem.io.coords import SCORE, X, Y, picks_table, read_by_micrograph, read_coordinates, read_star_table, write_star
 from deepem.io.coords.star import star_writer
 from deepem.io import manifest
-from deepem.io.micrograph import read_micrograph, write_mrc
+from deepem.io.micrograph import read_header, read_micrograph, write_mrc
 
 
 def test_star_round_trip_and_reproducible(tmp_path):
@@ -66,6 +66,56 @@ def test_mrc_and_image_read_as_stored(tmp_path):
     thumbnail = Image.fromarray(np.zeros((8, 6), np.uint16))  # a second, smaller page: not a movie
     Image.fromarray((data * 10).astype(np.uint16)).save(tmp_path / "t.tif", save_all=True, append_images=[thumbnail])
     np.testing.assert_array_equal(read_micrograph(tmp_path / "t.tif")[0], data * 10)
+
+
+def test_8_bit_micrographs_read_with_the_sign_their_writer_declares(tmp_path):
+    """MRC mode 0 is signed by the standard, unsigned where IMOD's stamp says so (flag bit 0 clear);
+    a TIFF says signed by its SampleFormat tag."""
+    data = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    for flags, expected in ((0, data), (1, data.view(np.int8))):
+        path = tmp_path / f"imod{flags}.mrc"
+        with mrcfile.new(path) as m:
+            m.set_data(data.view(np.int8))
+            extra = bytearray(bytes(m.header.extra2))
+            extra[40:48] = np.array([1146047817, flags], dtype=m.header.mode.dtype).tobytes()
+            m.header.extra2 = bytes(extra)
+        np.testing.assert_array_equal(read_micrograph(path)[0], expected)
+    with mrcfile.new(tmp_path / "plain.mrc") as m:  # no IMOD stamp: the standard's signed bytes
+        m.set_data(data.view(np.int8))
+    np.testing.assert_array_equal(read_micrograph(tmp_path / "plain.mrc")[0], data.view(np.int8))
+    Image.fromarray(data).save(tmp_path / "s8.tif", tiffinfo={339: 2})
+    np.testing.assert_array_equal(read_micrograph(tmp_path / "s8.tif")[0], data.view(np.int8))
+    Image.fromarray(data).save(tmp_path / "u8.tif")
+    np.testing.assert_array_equal(read_micrograph(tmp_path / "u8.tif")[0], data)
+
+
+def test_headers_that_are_not_mrc_are_refused(tmp_path):
+    for name, message in _bad_mrcs(tmp_path).items():
+        if name in ("text.mrc", "missing.mrc"):
+            with pytest.raises(DeepEMError, match=rf"{name}: not a readable micrograph header"):
+                read_header(tmp_path / name)
+    assert read_header(tmp_path / "good.mrc") == (64, 64, 1.0)
+    raw = bytearray((tmp_path / "good.mrc").read_bytes())
+    raw[0:4] = np.int32(0).tobytes()  # nx = 0
+    (tmp_path / "zero.mrc").write_bytes(bytes(raw))
+    with pytest.raises(DeepEMError, match="zero.mrc: "):
+        read_header(tmp_path / "zero.mrc")
+
+
+def test_an_output_under_a_file_is_refused_by_name(tmp_path):
+    from deepem.io.atomic import atomic_path
+
+    (tmp_path / "afile").write_text("x")
+    for context in (atomic_directory, atomic_path):
+        with pytest.raises(DeepEMError, match=r"afile is a file, where a folder is needed"):
+            with context(tmp_path / "afile" / "sub" / "out"):
+                pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_a_missing_star_file_is_named_as_missing(tmp_path):
+    with pytest.raises(DeepEMError, match=r"nothere.star: STAR file not found"):
+        read_star_table(tmp_path / "nothere.star")
 
 
 def _bad_mrcs(tmp):

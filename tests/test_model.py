@@ -73,3 +73,24 @@ def test_save_and_load_round_trip(tmp_path):
     x = torch.randn(2, 1, 48, 48)
     assert ckpt["threshold"] == 0.7
     torch.testing.assert_close(net(x), again(x))
+
+
+class _Payload:
+    def __reduce__(self):  # unpickling this calls os.system
+        import os
+
+        return os.system, ("touch ran",)
+
+
+def test_load_refuses_what_is_not_a_model_and_runs_no_code(tmp_path, monkeypatch):
+    from deepem.errors import DeepEMError
+
+    monkeypatch.chdir(tmp_path)
+    net = DeepEMNet(design(48), "modern")
+    save(tmp_path / "evil.pt", net, {"threshold": 0.7, "note": _Payload()})
+    with pytest.raises(DeepEMError, match="evil.pt: not a readable deepem model"):
+        load(tmp_path / "evil.pt")
+    assert not (tmp_path / "ran").exists()
+    for path in (tmp_path / "missing.pt", tmp_path):
+        with pytest.raises(DeepEMError, match="no model file there; give the model.pt that 'deepem train' wrote"):
+            load(path)

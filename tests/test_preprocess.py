@@ -221,3 +221,16 @@ def test_a_pixel_size_that_contradicts_the_header_is_a_warning(tmp_path, capsys)
               "-o", str(tmp_path / f"pre{given}")])
         out = capsys.readouterr().out
         assert ("warning: --pixel-size 1 A overrides the header's pixel size in 2 of 2 micrographs, e.g. 2 A in" in out) == warned
+
+
+def test_a_constant_micrograph_is_named(tmp_path, capsys):
+    from deepem.cli import main
+    from deepem.io.micrograph import write_mrc
+
+    write_mrc(tmp_path / "good.mrc", np.random.default_rng(0).normal(size=(256, 256)).astype(np.float32), 2.0)
+    write_mrc(tmp_path / "blank.mrc", np.zeros((256, 256), np.float32), 2.0)
+    with pytest.raises(SystemExit):
+        main(["preprocess", str(tmp_path / "good.mrc"), str(tmp_path / "blank.mrc"), "--diameter", "40",
+              "--particle-px", "20", "-o", str(tmp_path / "pre")])
+    assert "blank.mrc: micrograph is constant: nothing to pick; a blank or failed exposure" in capsys.readouterr().err
+    assert not (tmp_path / "pre").exists()

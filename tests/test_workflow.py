@@ -264,7 +264,7 @@ def case_mixed_pixel_sizes(data):
 def case_pixel_size_missing(data):
     for path in (data / "micrographs").glob("*.mrc"):
         _rewrite(path, voxel=0.0)
-    return {}, "no pixel size in the file header; set pixel_size in the config"
+    return {}, "no pixel size in the file header; give --pixel-size (pixel_size in the config)"
 
 
 def case_particle_too_small(data):

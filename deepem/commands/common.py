@@ -3,6 +3,7 @@
 import argparse
 import math
 import os
+import re
 
 from deepem.errors import DeepEMError
 
@@ -25,8 +26,20 @@ def add_threads_arg(parser):
     parser.add_argument("--threads", type=count, default=1, help="CPU threads (default 1)")
 
 
+DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?")  # the config schema's pattern
+
+
+def device(text):
+    """argparse type: cpu, cuda or cuda:N, the devices deepem runs on."""
+    if not DEVICE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device deepem runs on: use cpu, cuda or cuda:N")
+    return text
+
+
 def add_device_arg(parser):
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu); cuda never falls back")
+    parser.add_argument(
+        "--device", type=device, default="cpu", help="cpu, cuda or cuda:N (default cpu); cuda never falls back"
+    )
 
 
 def set_threads(n):
@@ -45,7 +58,10 @@ def resolve_device(name):
 
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise DeepEMError(f"device '{name}' requested but CUDA is not available on this node; use device: cpu")
+            raise DeepEMError(
+                f"device '{name}' requested but CUDA is not available on this node; "
+                "use --device cpu (device: cpu in the config)"
+            )
         index, visible = torch.device(name).index, torch.cuda.device_count()
         if index is not None and index >= visible:  # a cluster job sees only the GPUs it was given, as cuda:0...
             raise DeepEMError(
@@ -87,6 +103,14 @@ def count(text):
     value = _float(text)
     if not (math.isfinite(value) and value >= 1 and value == int(value)):
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(value)
+
+
+def seed(text):
+    """argparse type: a random seed, a whole number of 0 or more (numpy's seeds are never negative)."""
+    value = _float(text)
+    if not (math.isfinite(value) and value >= 0 and value == int(value)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 0 or more")
     return int(value)
 
 

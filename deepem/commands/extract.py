@@ -64,7 +64,7 @@ def add_args(parser):
         "--val-fraction", type=common.fraction, default=0.15,
         help="width of the held-out stripe per micrograph, between 0 and 1 (default 0.15)"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=common.seed, default=0)
     common.add_flip_y_arg(parser)
 
 

@@ -19,7 +19,8 @@ is written.
 
 Example:
     deepem gather --picks results/round_1/picks/* --preprocessed results/preprocessed/* \\
-        -o results/round_1/picks.star --relion-dir results/round_1 --box results/round_1/box --diameter 150
+        -o results/round_1/picks.star --candidates results/round_1/candidates.star \\
+        --relion-dir results/round_1 --box results/round_1/box --diameter 150
 """
 
 import os

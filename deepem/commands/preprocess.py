@@ -73,14 +73,19 @@ def main(args):
             if args.pixel_size and header_px and abs(header_px / args.pixel_size - 1) > 0.01:
                 overridden.append((path, header_px))
             if not pixel_size:
-                raise DeepEMError(f"{path}: no pixel size in the file header; set pixel_size in the config")
+                raise DeepEMError(
+                    f"{path}: no pixel size in the file header; give --pixel-size (pixel_size in the config)"
+                )
             if rows and abs(pixel_size - rows[0][4]) > 1e-3 * pixel_size:
                 raise DeepEMError(
                     f"{path}: pixel size {pixel_size:g} A differs from {rows[0][4]:g} A of {rows[0][1]}; "
                     "run micrographs of different pixel sizes as separate datasets"
                 )
             check_geometry(path, image.shape, pixel_size, args.diameter, args.particle_px)
-            work, maps = preprocess(image, pixel_size, working, args.particle_px, workers=args.threads)
+            try:
+                work, maps = preprocess(image, pixel_size, working, args.particle_px, workers=args.threads)
+            except DeepEMError as exc:  # the image's own faults (a constant image) do not know its path
+                raise DeepEMError(f"{path}: {exc}; a blank or failed exposure? Leave it out of 'micrographs'") from None
             name = Path(path).stem
             write_mrc(tmp / f"{name}.mrc", work, pixel_size * image.shape[1] / work.shape[1])
             (tmp / manifest.LEVELS).mkdir(exist_ok=True)

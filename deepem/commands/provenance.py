@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from deepem.commands import common
 from deepem.errors import DeepEMError
 from deepem.io.atomic import write_text
 from deepem.pages import provenance_page
@@ -27,7 +28,7 @@ from deepem.provenance import versions
 def add_args(parser):
     parser.add_argument("--config-json", required=True, help="the resolved workflow config as JSON")
     parser.add_argument("--inputs", nargs="*", default=[], help="input files to fingerprint")
-    parser.add_argument("--device", default="cpu")
+    common.add_device_arg(parser)
     parser.add_argument("-o", "--output", required=True)
     parser.add_argument("--html", help="the record as an HTML page (for the report), less the input fingerprints")
 

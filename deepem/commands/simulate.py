@@ -24,7 +24,7 @@ def add_args(parser):
     parser.add_argument(
         "--on-carbon", type=float, default=0.0, help="density of particles on carbon, left out of the truth (default 0)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=common.seed, default=0, help="random seed (default 0)")
 
 
 def main(args):

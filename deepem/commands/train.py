@@ -45,7 +45,7 @@ def add_args(parser):
     parser.add_argument("--mode", choices=sorted(RECIPES), default="modern", help="default modern")
     parser.add_argument("--epochs", type=common.count, help="default: 20 (faithful) or 30 (modern)")
     parser.add_argument("--threshold", type=common.threshold, default="auto", help="'auto' (chosen as above) or a score in (0, 1)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=common.seed, default=0)
     mine = parser.add_argument_group(
         "labelled micrographs", "scored after training. Fully labelled (--mine): the strongest maxima far from "
         "every label and outside the held-out stripes become negatives of a second stage, and the maxima in the "

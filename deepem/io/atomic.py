@@ -16,6 +16,15 @@ def _temporary(path):
     return path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
 
 
+def _make_parent(path):
+    """Make ``path``'s folder, or say which file stands where a folder of it must be."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocking = next(p for p in path.parents if p.exists() and not p.is_dir())
+        raise DeepEMError(f"{path}: {blocking} is a file, where a folder is needed; give another output path") from None
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary file path beside ``path``; rename it to ``path`` only if the block succeeds.
@@ -26,7 +35,7 @@ def atomic_path(path):
     path = Path(path)
     if path.is_dir():
         raise DeepEMError(f"{path}: a folder, where a file is to be written; give a file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(path)
     tmp = _temporary(path)
     try:
         yield tmp
@@ -64,7 +73,7 @@ def atomic_directory(path):
     """
     _check_replaceable(Path(path))
     path = Path(path).absolute()  # '.' has no name to put a temporary one beside
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(path)
     for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a killed earlier attempt
         shutil.rmtree(stale, ignore_errors=True)
     tmp = _temporary(path)

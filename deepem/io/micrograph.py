@@ -66,11 +66,16 @@ def read_header(path):
         if path.suffix.lower() in IMAGE_SUFFIXES:
             with Image.open(path) as img:
                 return img.height, img.width, None
-        with mrcfile.open(path, header_only=True, permissive=True) as mrc:
-            voxel = float(mrc.voxel_size.x)
-            return int(mrc.header.ny), int(mrc.header.nx), (voxel if voxel > 0 else None)
-    except (OSError, ValueError, AttributeError) as exc:
-        raise DeepEMError(f"{path}: not a readable micrograph header ({exc})") from None
+        with warnings.catch_warnings():  # as in _read_mrc: a damaged header is an error, not garbage sizes
+            warnings.simplefilter("error", RuntimeWarning)
+            with mrcfile.open(path, header_only=True, permissive=False) as mrc:
+                voxel = float(mrc.voxel_size.x)
+                height, width = int(mrc.header.ny), int(mrc.header.nx)
+    except (OSError, ValueError, AttributeError, RuntimeWarning) as exc:
+        raise DeepEMError(f"{path}: not a readable micrograph header ({exc}); check it is a complete MRC") from None
+    if height < 1 or width < 1:
+        raise DeepEMError(f"{path}: header gives a size of {width} x {height} px; check it is a complete MRC")
+    return height, width, (voxel if voxel > 0 else None)
 
 
 def _read_mrc(path):
@@ -78,7 +83,8 @@ def _read_mrc(path):
         with warnings.catch_warnings():  # mrcfile warns (RuntimeWarning) about damaged files: make that an error
             warnings.simplefilter("error", RuntimeWarning)  # but not other libraries' deprecation notices
             with mrcfile.open(path, permissive=False) as mrc:
-                data = np.asarray(mrc.data, dtype=np.float32)
+                data = mrc.data.view(np.uint8) if _unsigned_bytes(mrc.header) else mrc.data
+                data = np.asarray(data, dtype=np.float32)
                 voxel = float(mrc.voxel_size.x)
     except (ValueError, OSError, RuntimeWarning) as exc:
         raise DeepEMError(f"{path}: not a readable MRC file ({exc}); check it is a complete, uncorrupted MRC") from None
@@ -93,6 +99,19 @@ def _read_mrc(path):
     return data, (voxel if voxel > 0 else None)
 
 
+IMOD_STAMP = 1146047817  # 'IMOD' at byte 152 of the header; the flags after it say how bytes are stored
+
+
+def _unsigned_bytes(header):
+    """Whether an 8-bit (mode 0) MRC holds unsigned bytes. The MRC2014 standard's bytes are signed,
+    and mrcfile reads them so; IMOD (and SerialEM) write unsigned bytes, and say so by their stamp
+    with flag bit 0 clear."""
+    if int(header.mode) != 0:
+        return False
+    stamp, flags = np.frombuffer(bytes(header.extra2)[40:48], dtype=header.mode.dtype)
+    return int(stamp) == IMOD_STAMP and not int(flags) & 1
+
+
 def _read_image(path):
     try:
         with Image.open(path) as img:
@@ -100,12 +119,21 @@ def _read_image(path):
             img.load()
             if img.mode in ("RGB", "RGBA", "P", "LA"):
                 img = img.convert("L")
-            data = np.asarray(img, dtype=np.float32)
+            data = np.asarray(img)
+            if data.dtype == np.uint8 and _signed_tiff(img):  # Pillow reads signed bytes as unsigned
+                data = data.view(np.int8)
+            data = data.astype(np.float32)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DeepEMError(f"{path}: not a readable image ({exc}); check the file is complete") from None
     if data.ndim != 2:
         raise DeepEMError(f"{path}: expected a single-channel image, found shape {data.shape}")
     return data
+
+
+def _signed_tiff(img):
+    """Whether a TIFF's samples are signed integers (SampleFormat 2)."""
+    fmt = getattr(img, "tag_v2", {}).get(339, 1)
+    return (fmt[0] if isinstance(fmt, tuple) else fmt) == 2
 
 
 def _refuse_movie(img, path):

@@ -18,6 +18,8 @@ from deepem.io.micrograph import name_of
 
 def read_blocks(path):
     """``{block name: DataFrame or dict}`` of a STAR file; a one-line error when it is not one."""
+    if not Path(path).is_file():
+        raise DeepEMError(f"{path}: STAR file not found; check the path")
     try:
         blocks = starfile.read(path, always_dict=True)
     except Exception as exc:  # starfile raises many types on malformed input
