@@ -72,7 +72,8 @@ def read_header(path):
                 voxel = float(mrc.voxel_size.x)
                 height, width = int(mrc.header.ny), int(mrc.header.nx)
     except (OSError, ValueError, AttributeError, RuntimeWarning) as exc:
-        raise DeepEMError(f"{path}: not a readable micrograph header ({exc}); check it is a complete MRC") from None
+        kind = "image" if path.suffix.lower() in IMAGE_SUFFIXES else "MRC"
+        raise DeepEMError(f"{path}: not a readable micrograph header ({exc}); check it is a complete {kind}") from None
     if height < 1 or width < 1:
         raise DeepEMError(f"{path}: header gives a size of {width} x {height} px; check it is a complete MRC")
     return height, width, (voxel if voxel > 0 else None)
@@ -124,9 +125,12 @@ def _read_image(path):
                 data = data.view(np.int8)
             data = data.astype(np.float32)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DeepEMError(f"{path}: not a readable image ({exc}); check the file is complete") from None
+        raise DeepEMError(
+            f"{path}: not a readable image ({exc}); check the file is complete, and a greyscale image of 8 or 16 bit "
+            "integers or 32 bit floats (or an MRC)"
+        ) from None
     if data.ndim != 2:
-        raise DeepEMError(f"{path}: expected a single-channel image, found shape {data.shape}")
+        raise DeepEMError(f"{path}: expected a single-channel image, found shape {data.shape}; save it as greyscale")
     return data
 
 
