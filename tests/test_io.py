@@ -131,8 +131,10 @@ def _bad_mrcs(tmp):
         m.set_data(np.zeros((5, 64, 64), np.float32))
     frames = [Image.fromarray(np.zeros((64, 64), np.uint16)) for _ in range(5)]
     frames[0].save(tmp / "movie.tif", save_all=True, append_images=frames[1:])
+    Image.new("CMYK", (64, 64)).save(tmp / "cmyk.tif")
     return {"truncated.mrc": "not a readable MRC", "text.mrc": "not a readable MRC", "nan.mrc": "NaN",
-            "movie.mrc": "motion-correct first", "movie.tif": "a stack of 5 frames", "missing.mrc": "not found"}
+            "movie.mrc": "motion-correct first", "movie.tif": "a stack of 5 frames", "missing.mrc": "not found",
+            "cmyk.tif": "save it as greyscale"}
 
 
 def test_bad_micrographs_give_one_line_errors(tmp_path):
