@@ -55,24 +55,39 @@ def check_not_reserved(micrographs):
         )
 
 
-def _stem_match(path, by_length, what):
-    """The micrograph NAME a label file's stem names (NAME or NAME_<suffix>); ``by_length``: names, longest first."""
+def _stem_name(path, by_length):
+    """The micrograph NAME a label file's stem names (NAME or NAME_<suffix>), or None; ``by_length``:
+    names, longest first."""
     stem = PurePath(path).stem
-    name = next((n for n in by_length if stem == n or stem.startswith(n + "_")), None)
+    return next((n for n in by_length if stem == n or stem.startswith(n + "_")), None)
+
+
+def _no_micrograph(path, what, strays=1, files=1):
+    how_many = f" ({strays} of the {files} {what} files match none)" if strays > 1 else ""
+    return DeepEMError(
+        f"{path}: {what} file matches no micrograph{how_many}; name it NAME.star or NAME_<suffix>.star "
+        "after a micrograph NAME in 'micrographs', give the micrograph in a column, or leave out the files "
+        "of micrographs you do not run"
+    )
+
+
+def _stem_match(path, by_length, what):
+    name = _stem_name(path, by_length)
     if name is None:
-        raise DeepEMError(
-            f"{path}: {what} file matches no micrograph; name it NAME.star or NAME_<suffix>.star "
-            "after a micrograph NAME in 'micrographs', or give the micrograph in a column"
-        )
+        raise _no_micrograph(path, what)
     return name
 
 
 def match_labels(label_files, names, what):
     """``{micrograph name: [label files]}`` by file stem; a label file that matches no micrograph is an error."""
-    matched = {}
     by_length = sorted(names, key=len, reverse=True)
-    for path in label_files:
-        matched.setdefault(_stem_match(path, by_length, what), []).append(str(path))
+    found = [(str(path), _stem_name(path, by_length)) for path in label_files]
+    strays = [path for path, name in found if name is None]
+    if strays:
+        raise _no_micrograph(strays[0], what, len(strays), len(found))
+    matched = {}
+    for path, name in found:
+        matched.setdefault(name, []).append(path)
     return matched
 
 

@@ -1,9 +1,13 @@
 """Fully convolutional picking: score map, 4-rotation averaging, tiling, shift averaging, local maxima.
 
 Geometry: the working image is padded by ``box // 2`` (reflect) on the top and left, so the
-box whose top-left corner is at padded ``(3i, 3j)`` is centred on working pixel ``(3i, 3j)``
-(a box's centre is its top-left + ``box // 2``, as in :mod:`deepem.patches`). Score-map cell
-``(i, j)`` therefore scores a particle centred at working ``x = 3j, y = 3i``.
+box whose top-left corner is at padded ``(3i, 3j)`` spans working pixels ``3i - box // 2`` to
+``3i - box // 2 + box - 1``: its middle is at ``3i + CENTRE``, where ``CENTRE = (box - 1) / 2 -
+box // 2`` is -0.5 for an even box. Scores are the mean over the box's 4 rotations, and training
+uses every rotation and flip of its patches, so a box scores a particle the same on both sides of
+its middle: score-map cell ``(i, j)`` scores a particle centred at working ``x = 3j + CENTRE,
+y = 3i + CENTRE``. (Before 0.11.0 picks were reported at ``3j``, half a working pixel right of
+and below the particle.)
 """
 
 import numpy as np
@@ -110,6 +114,12 @@ def find_peaks(scores, min_distance, floor=0.0):
     return xy, val[keep]
 
 
+def box_middle(box):
+    """Where a box's middle lies from its pixel ``box // 2`` (the module doc's ``CENTRE``): -0.5
+    for an even box, 0 for an odd one."""
+    return (box - 1) / 2 - box // 2
+
+
 def candidates(net, image, min_distance_px, edge_px, floor, tile=TILE, device="cpu"):
     """Every local maximum >= ``floor`` of a working image's :func:`smoothed` score map, at least
     ``edge_px`` inside it.
@@ -118,6 +128,7 @@ def candidates(net, image, min_distance_px, edge_px, floor, tile=TILE, device="c
     """
     scores = smoothed(score_map(net, image, tile=tile, device=device), net.mode)
     xy, score = find_peaks(scores, min_distance_px, floor=floor)
+    xy += box_middle(net.arch.box)
     h, w = image.shape
     inside = (xy >= edge_px).all(1) & (xy[:, 0] <= w - 1 - edge_px) & (xy[:, 1] <= h - 1 - edge_px)
     return xy[inside], score[inside]

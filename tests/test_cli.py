@@ -90,7 +90,7 @@ def test_rounds_reads_the_innermost_round_and_names_bad_files(tmp_path):
     assert not (tmp_path / "rounds.tsv").exists()
 
 
-def test_rounds_writes_all_its_outputs_or_none(tmp_path):
+def test_rounds_writes_all_its_outputs_or_none(tmp_path, capsys):
     import json
 
     from deepem.cli import main
@@ -101,8 +101,9 @@ def test_rounds_writes_all_its_outputs_or_none(tmp_path):
     path.write_text(json.dumps({"all": metrics}))
     (tmp_path / "file").write_text("a file where the plot's folder should be")
     outputs = {"-o": tmp_path / "rounds.tsv", "--plot": tmp_path / "file" / "rounds.png", "--html": tmp_path / "rounds.html"}
-    with pytest.raises(OSError):
+    with pytest.raises(SystemExit):
         main(["rounds", str(path), *[str(v) for pair in outputs.items() for v in pair]])
+    assert "file is a file, where a folder is needed" in capsys.readouterr().err
     assert not (tmp_path / "rounds.tsv").exists() and not (tmp_path / "rounds.html").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "round_1"]  # no temporary file left either
     outputs["--plot"] = tmp_path / "rounds.png"

@@ -19,6 +19,9 @@ def test_label_files_match_by_stem_or_stem_suffix():
 def test_unmatched_label_and_duplicate_stems_are_errors():
     with pytest.raises(DeepEMError, match="other.star: positive label file matches no micrograph"):
         match_labels(["/l/other.star"], ["mic"], "positive label")
+    with pytest.raises(DeepEMError, match=r"b.star: truth file matches no micrograph \(2 of the 3 truth files match none\); "
+                       ".* or leave out the files of micrographs you do not run"):
+        match_labels(["/t/mic.star", "/t/b.star", "/t/c.star"], ["mic"], "truth")
     with pytest.raises(DeepEMError, match="micrograph file names must be unique"):
         micrograph_names(["/a/m.mrc", "/b/m.mrc"])
 

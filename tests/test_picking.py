@@ -3,6 +3,7 @@ import argparse
 import numpy as np
 import pytest
 import torch
+from scipy.spatial import cKDTree
 
 from deepem.commands import train as train_command
 from deepem.commands.common import parse_min_distance, threshold
@@ -11,7 +12,7 @@ from deepem.errors import DeepEMError
 from deepem.io import manifest
 from deepem.io.coords import picks_table, read_by_micrograph, read_coordinates, write_star
 from deepem.model import STRIDE, DeepEMNet, design
-from deepem.picking import candidates, find_peaks, label_spacing, score_map, smoothed
+from deepem.picking import box_middle, candidates, find_peaks, label_spacing, score_map, smoothed
 
 from conftest import run
 
@@ -65,8 +66,9 @@ def test_candidates_rank_the_shift_averaged_map_in_modern_mode_only(mode):
     image = np.random.default_rng(0).normal(size=(150, 120)).astype(np.float32)
     xy, s = candidates(net, image, min_distance_px=16, edge_px=0, floor=0.0)
 
-    def peaks(scores):  # inside the image, as candidates keeps them
+    def peaks(scores):  # at the boxes' middles and inside the image, as candidates keeps them
         p, v = find_peaks(scores, 16, floor=0.0)
+        p = p + box_middle(48)
         inside = (p >= 0).all(1) & (p <= np.array(image.shape[::-1]) - 1).all(1)
         return p[inside], v[inside]
 
@@ -181,3 +183,21 @@ def test_training_without_labelled_micrographs_stores_a_given_spacing_and_floor(
     log = run(["deepem", "pick", "--model", tmp_path / "given" / "model.pt", "--preprocessed",
                finished_run[0] / "results" / "preprocessed" / "1-of-3", "-o", tmp_path / "picks"]).stdout
     assert "darker than -2.500 (carbon" in log and "0.450 diameter apart" in log
+
+
+@pytest.mark.parametrize("mode", ["modern", "faithful"])
+def test_picks_are_the_same_particles_on_a_micrograph_turned_upside_down(mode):
+    """Scores average a box's rotations, so a box scores a particle the same on both sides of its
+    middle: picks on the image turned 180 degrees, mapped back, must be the same points. Reported at
+    the box's pixel box // 2 instead (before 0.11.0), each set sat half a pixel right of and below
+    its particles, and the two differed by a whole pixel."""
+    torch.manual_seed(0)
+    net = DeepEMNet(design(48, maps=(4, 8, 8)), mode).eval()
+    image = np.random.default_rng(0).normal(size=(180, 210)).astype(np.float32)  # sides on the stride grid
+    h, w = image.shape
+    xy, score = candidates(net, image, 9, 60, 0.0)
+    turned, turned_score = candidates(net, np.ascontiguousarray(image[::-1, ::-1]), 9, 60, 0.0)
+    back = np.stack([w - 1 - turned[:, 0], h - 1 - turned[:, 1]], axis=1)
+    distance, nearest = cKDTree(back).query(xy)
+    assert len(xy) > 10 and np.median(distance) < 0.01
+    np.testing.assert_allclose(np.median(xy - back[nearest], axis=0), 0, atol=0.01)
