@@ -207,3 +207,25 @@ def test_git_commit_is_marked_dirty_by_code_changes_not_by_config_edits(tmp_path
     assert git_commit() == head
     (package / "__init__.py").write_text("x = 2\n")
     assert git_commit() == f"{head}-dirty"
+
+
+def test_evaluate_names_the_conversion_for_another_pickers_file(tmp_path, capsys):
+    import numpy as np
+
+    from deepem.cli import main
+    from deepem.io.micrograph import write_mrc
+
+    write_mrc(tmp_path / "m.mrc", np.random.default_rng(0).normal(size=(256, 256)).astype(np.float32), 2.0)
+    main(["preprocess", str(tmp_path / "m.mrc"), "--diameter", "40", "--particle-px", "20", "-o", str(tmp_path / "pre")])
+    (tmp_path / "m.star").write_text("data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n100 100\n200 50\n")
+    (tmp_path / "topaz.txt").write_text("image_name\tx_coord\ty_coord\tscore\nm\t101\t99\t0.9\nm\t30\t30\t0.2\n")
+    evaluate = ["evaluate", "--truth", str(tmp_path / "m.star"), "--diameter", "40", "--preprocessed",
+                str(tmp_path / "pre"), "-o", str(tmp_path / "metrics.json"), "--picks"]
+    with pytest.raises(SystemExit):
+        main(evaluate + [str(tmp_path / "topaz.txt")])
+    assert "evaluate reads a merged picks STAR with scores; make one from another picker's coordinates with " \
+        "'deepem convert FILES --micrographs MICS --to relion -o picks.star'" in capsys.readouterr().err
+    main(["convert", str(tmp_path / "topaz.txt"), "--micrographs", str(tmp_path / "m.mrc"), "--to", "relion",
+          "-o", str(tmp_path / "picks.star")])
+    main(evaluate + [str(tmp_path / "picks.star")])
+    assert "precision 0.500  recall 0.500  F1 0.500" in capsys.readouterr().out

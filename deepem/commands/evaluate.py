@@ -17,6 +17,7 @@ import numpy as np
 
 from deepem.commands import common
 from deepem.dataset import read_labels, route_labels
+from deepem.errors import DeepEMError
 from deepem.io import manifest
 from deepem.io.atomic import write_text
 from deepem.io.coords import read_by_micrograph
@@ -24,7 +25,10 @@ from deepem.metrics import match, summarise
 
 
 def add_args(parser):
-    parser.add_argument("--picks", required=True, help="merged picks STAR (from gather)")
+    parser.add_argument(
+        "--picks", required=True,
+        help="merged picks STAR with scores (from gather; 'deepem convert --to relion' makes one from other formats)",
+    )
     parser.add_argument("--candidates", help="merged candidates STAR (for AP and best F1)")
     parser.add_argument("--truth", nargs="+", required=True, help="truth coordinate files, matched by name")
     parser.add_argument("--diameter", type=common.positive, required=True, help="particle diameter in A")
@@ -45,11 +49,22 @@ def evaluate(picks, truth, radius, names):
     return summarise(np.concatenate(hits), np.concatenate(scores), n_truth)
 
 
+def _merged(path):
+    """A merged picks STAR's ``{name: (xy, scores)}``; other files get the command that makes one."""
+    try:
+        return read_by_micrograph(path)
+    except DeepEMError as exc:
+        raise DeepEMError(
+            f"{exc}. evaluate reads a merged picks STAR with scores; make one from another picker's coordinates "
+            "with 'deepem convert FILES --micrographs MICS --to relion -o picks.star'"
+        ) from None
+
+
 def main(args):
     table = manifest.read(args.preprocessed)
     radius = (0.5 * args.diameter / table["pixel_size"]).to_dict()
-    picks = read_by_micrograph(args.picks)
-    cands = read_by_micrograph(args.candidates) if args.candidates else picks
+    picks = _merged(args.picks)
+    cands = _merged(args.candidates) if args.candidates else picks
     manifest.check_known(picks, table, args.picks, "give every shard the picks were made on")
     if args.candidates:
         manifest.check_known(cands, table, args.candidates, "give every shard the candidates were picked from")
