@@ -11,7 +11,7 @@ from pathlib import Path
 from deepem.dataset import check_not_reserved, expand, match_labels, route_labels
 from deepem.errors import DeepEMError
 from deepem.io.coords.detect import names_micrographs
-from deepem.io.micrograph import micrograph_names, read_header
+from deepem.io.micrograph import IMAGE_SUFFIXES, micrograph_names, read_header
 
 
 @dataclass
@@ -93,6 +93,17 @@ def check_corrections(config, micrographs):
     return found
 
 
+def check_pixel_size_known(config, micrographs):
+    """TIFF, PNG and JPEG files carry no pixel size that deepem reads: ``pixel_size`` must give it,
+    before any job starts (an MRC without one in its header is found by its preprocessing job)."""
+    image = next((p for p in micrographs.values() if Path(p).suffix.lower() in IMAGE_SUFFIXES), None)
+    if image is not None and not config.get("pixel_size"):
+        raise DeepEMError(
+            f"pixel_size: null, but {image} is an image without a pixel size deepem reads; "
+            "set pixel_size (A/px) in the config"
+        )
+
+
 def check_no_whitespace(paths, key):
     """Snakemake passes paths to the rules' shell commands unquoted: one with a space would split."""
     for path in paths:
@@ -119,6 +130,7 @@ def resolve(config):
         if not micrographs:
             raise DeepEMError(f"{config['micrographs']}: no micrographs")
         check_not_reserved(micrographs)
+        check_pixel_size_known(config, micrographs)
         positives = expand(config["labels"]["positives"], "positive label")
         negatives = expand(config["labels"].get("negatives"), "negative label")
         truth = expand(config.get("truth"), "truth")

@@ -267,6 +267,18 @@ def case_pixel_size_missing(data):
     return {}, "no pixel size in the file header; give --pixel-size (pixel_size in the config)"
 
 
+def case_image_without_pixel_size(data):
+    from PIL import Image
+
+    with mrcfile.open(data / "micrographs" / "demo_003.mrc") as m:
+        image = np.asarray(m.data, np.float32)
+    (data / "micrographs" / "demo_003.mrc").unlink()
+    span = image.max() - image.min()
+    Image.fromarray(((image - image.min()) / span * 65535).astype(np.uint16)).save(data / "micrographs" / "demo_003.tif")
+    return {"micrographs": [str(data / "micrographs" / "*.mrc"), str(data / "micrographs" / "*.tif")]}, \
+        "demo_003.tif is an image without a pixel size deepem reads; set pixel_size (A/px) in the config"
+
+
 def case_particle_too_small(data):
     return {"particle_diameter": 20}, "a 20 A particle spans only 10.0 px at 2 A/px, fewer than the 32 of particle_px"
 
@@ -324,7 +336,7 @@ def case_relion_project_not_a_folder(data):
 
 
 BAD = [case_missing_micrograph, case_not_mrc, case_truncated_mrc, case_nan_pixels, case_movie_stack,
-       case_mixed_pixel_sizes, case_pixel_size_missing, case_particle_too_small,
+       case_mixed_pixel_sizes, case_pixel_size_missing, case_image_without_pixel_size, case_particle_too_small,
        case_particle_fewer_pixels_than_particle_px, case_particle_too_large,
        case_label_matching_nothing, case_coordinates_outside, case_duplicate_stems, case_reserved_name, case_no_labels,
        case_empty_label_set, case_wrong_type, case_unknown_key, case_corrections_for_the_last_round,
