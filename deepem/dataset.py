@@ -151,7 +151,7 @@ def read_labels(files, table, what, flip_y=False, check=False):
         for path, picks in parts:
             xy = micrograph_centres(picks, path, row["pixel_size"], row["height"], flip_y)
             if check:
-                check_inside(xy, (row["height"], row["width"]), path)
+                check_inside(xy, (row["height"], row["width"]), path, name)
             centres.append(xy)
         out[name] = np.concatenate(centres)
     return out

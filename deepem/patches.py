@@ -95,8 +95,9 @@ def in_stripe(xy, stripe, margin=0.0):
     return (x >= stripe[0] - margin) & (x < stripe[1] + margin)
 
 
-def check_inside(xy, shape, source):
-    """Error naming ``source`` when a coordinate lies outside an image of ``shape`` (original pixels).
+def check_inside(xy, shape, source, name):
+    """Error naming ``source`` and micrograph ``name`` when a coordinate lies outside an image of
+    ``shape`` (original pixels).
 
     Pixel ``i`` is centred on ``i``, so the image spans ``-0.5`` to ``w - 0.5`` (and ``h - 0.5``).
     """
@@ -105,6 +106,6 @@ def check_inside(xy, shape, source):
     if bad.any():
         x, y = xy[np.argmax(bad)]
         raise DeepEMError(
-            f"{source}: {int(bad.sum())} coordinates outside the {w} x {h} micrograph, e.g. ({x:.1f}, {y:.1f}); "
+            f"{source}: {int(bad.sum())} coordinates outside the {w} x {h} micrograph {name}, e.g. ({x:.1f}, {y:.1f}); "
             "check the file belongs to this micrograph and uses pixel (not Angstrom) centres, or set flip_y"
         )

@@ -37,10 +37,10 @@ def test_patch_is_centred_on_the_coordinate():
 
 def test_coordinates_outside_the_image_are_an_error():
     """The image spans -0.5 to w - 0.5: the outer halves of the edge pixels are inside."""
-    check_inside(np.array([[0.0, 0.0], [59.0, 49.0], [-0.5, -0.5], [59.5, 49.5], [59.3, 0.0]]), (50, 60), "ok.star")
+    check_inside(np.array([[0.0, 0.0], [59.0, 49.0], [-0.5, -0.5], [59.5, 49.5], [59.3, 0.0]]), (50, 60), "ok.star", "m")
     for outside in ([60.5, 3.0], [-0.6, 3.0], [3.0, 49.6], [3.0, -0.51]):
-        with pytest.raises(DeepEMError, match="bad.star: 1 coordinates outside the 60 x 50 micrograph"):
-            check_inside(np.array([[10.0, 10.0], outside]), (50, 60), "bad.star")
+        with pytest.raises(DeepEMError, match="bad.star: 1 coordinates outside the 60 x 50 micrograph m, e.g."):
+            check_inside(np.array([[10.0, 10.0], outside]), (50, 60), "bad.star", "m")
 
 
 def test_cluster_requests_grow_with_micrograph_size_shard_size_and_retries(tmp_path):

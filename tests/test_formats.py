@@ -357,7 +357,7 @@ def test_labels_from_a_merged_file_and_per_micrograph_files_are_the_same():
     single = load_labels([DATA / "mic_a_deepem.box"], table, "positive label", flip_y=True)
     np.testing.assert_allclose(merged["mic_a"], single["mic_a"], atol=0.01 / 4)
     assert sorted(merged) == ["mic_a", "mic_b"] and sorted(single) == ["mic_a"]
-    with pytest.raises(DeepEMError, match="mic_a_deepem.box: 3 coordinates outside the 1000 x 100 micrograph"):
+    with pytest.raises(DeepEMError, match="mic_a_deepem.box: 3 coordinates outside the 1000 x 100 micrograph mic_a, e.g."):
         load_labels([DATA / "mic_a_deepem.box"], table.assign(height=100), "positive label")
 
 

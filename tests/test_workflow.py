@@ -215,7 +215,7 @@ def case_label_matching_nothing(data):
 def case_coordinates_outside(data):
     path = data / "labels" / "demo_000_manualpick.star"
     path.write_text(path.read_text() + "5000.0\t12.0\n")
-    return {}, "demo_000_manualpick.star: 1 coordinates outside the 1024 x 1024 micrograph"
+    return {}, "demo_000_manualpick.star: 1 coordinates outside the 1024 x 1024 micrograph demo_000, e.g."
 
 
 def case_wrong_type(data):

@@ -115,7 +115,7 @@ def collect(args, mics):
                 picks = picks[picks[SCORE] >= args.min_score]
             centres = micrograph_centres(picks, path, pixel_size, height, args.flip_y, keep_frame=row is None)
             if row is not None:
-                check_inside(centres, (row["height"], row["width"]), path)
+                check_inside(centres, (row["height"], row["width"]), path, name)
             xy.append(centres)
             scores.append(np.zeros(0) if empty else picks[SCORE].to_numpy(float) if SCORE in picks.columns else None)
             source = source or entry

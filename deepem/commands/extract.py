@@ -85,7 +85,7 @@ def verified_labels(path, table, settled=()):
         name = name_of(source)
         row = table.loc[name]
         xy = group[[X, Y]].to_numpy(float)
-        check_inside(xy, (row["height"], row["width"]), path)
+        check_inside(xy, (row["height"], row["width"]), path, name)
         xy = xy / [row["scale_x"], row["scale_y"]]
         verdict = group[VERDICT].to_numpy()
         positive = np.isin(verdict, POSITIVE)
