@@ -79,7 +79,8 @@ def simulate_dataset(
             write_star(out / "truth" / f"{name}.star", picks_table(truth))
             write_star(out / "negatives" / f"{name}.star", picks_table(negatives))
             if i < n_labelled:
-                keep = np.sort(rng.choice(len(truth), round(label_fraction * len(truth)), replace=False))
+                n = min(len(truth), max(1, round(label_fraction * len(truth))))  # an empty file says "no particles"
+                keep = np.sort(rng.choice(len(truth), n, replace=False))
                 write_star(out / "labels" / f"{name}_manualpick.star", picks_table(truth[keep]))
             counts.append(len(truth))
         meta = {

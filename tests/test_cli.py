@@ -229,3 +229,13 @@ def test_evaluate_names_the_conversion_for_another_pickers_file(tmp_path, capsys
           "-o", str(tmp_path / "picks.star")])
     main(evaluate + [str(tmp_path / "picks.star")])
     assert "precision 0.500  recall 0.500  F1 0.500" in capsys.readouterr().out
+
+
+def test_simulate_labels_at_least_one_particle_per_labelled_micrograph(tmp_path):
+    """An empty label file means "no particle here": a small --label-fraction must not write one."""
+    from deepem.cli import main
+    from deepem.io.coords import read_star_table
+
+    main(["simulate", "-o", str(tmp_path / "s"), "--micrographs", "2", "--size", "256", "--pixel-size", "5",
+          "--labelled", "2", "--label-fraction", "0.01"])
+    assert [len(read_star_table(p)) for p in sorted((tmp_path / "s" / "labels").glob("*.star"))] == [1, 1]
