@@ -5,6 +5,8 @@ declarative. Errors are :class:`DeepEMError` with one line naming the file and t
 """
 
 import os
+import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,6 +114,16 @@ def check_no_whitespace(paths, key):
                 f"{key}: {path!r} has a space in its path, which the workflow's shell commands cannot pass; "
                 "rename it, or link it from a path without spaces"
             )
+
+
+def deepem_on_path():
+    """The rules' shell commands call ``deepem``. A venv's snakemake run by its path, without the venv
+    activated, would not find it: put the interpreter's bin folder first on PATH (for local jobs
+    and, through the exported environment, cluster jobs). Conda rule environments put their own first."""
+    if shutil.which("deepem") is None:
+        bindir = Path(sys.executable).parent
+        if (bindir / "deepem").exists():
+            os.environ["PATH"] = f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 def home_expanded(config):

@@ -12,7 +12,7 @@ import starfile
 import yaml
 import torch
 
-from conftest import ROOT, run, snakemake, write_config
+from conftest import BIN, ROOT, run, snakemake, write_config
 from deepem.cli import main as cli
 from deepem.dataset import load_labels
 from deepem.io import manifest
@@ -188,6 +188,21 @@ def test_rerun_has_nothing_to_do_and_outputs_have_logs(finished_run):
 def test_lint_is_clean():
     result = run(["snakemake", "--lint"])
     assert "Congratulations" in result.stdout + result.stderr
+
+
+def test_the_venvs_snakemake_runs_jobs_without_the_venv_activated(tiny_dataset, tmp_path):
+    """`.venv/bin/snakemake` run by its path: the rules' `deepem` is found beside the interpreter."""
+    import os
+    import subprocess
+
+
+    config = write_config(tmp_path, tiny_dataset)
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([str(BIN / "snakemake"), str(tmp_path / "results" / "preprocessed_labelled"),
+                             "--cores", "2", "--configfile", str(config)],
+                            cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list((tmp_path / "results" / "preprocessed_labelled").glob("*.mrc"))
 
 
 # --- bad input: one clear line naming the file, non-zero exit, no partial outputs -------------

@@ -4,9 +4,10 @@ import sys
 
 import deepem
 from deepem.errors import DeepEMError
-from deepem.workflow import background_ratio, home_expanded, preprocess_mem_mb, resolve, runtime_min
+from deepem.workflow import background_ratio, deepem_on_path, home_expanded, preprocess_mem_mb, resolve, runtime_min
 
 
+deepem_on_path()
 try:
     config.update(home_expanded(config))
     DATASET = resolve(config)
