@@ -19,6 +19,7 @@ from deepem.io.coords import picks_table, write_star
 from deepem.io.micrograph import write_mrc
 
 KV, CS_MM, AMPLITUDE_CONTRAST, BFACTOR = 300.0, 2.7, 0.1, 150.0
+MAX_SIZE = 8192  # px a side: simulating one 4096² micrograph peaks at 2.3 GB of memory, 8192² at about 4 times that
 JUNK_ABSORPTION = 0.05  # amplitude contrast of dense aggregates, per unit of projected density
 CONTRAST = 0.02  # std of the particle signal over the particle area, relative to the background
 
@@ -54,6 +55,7 @@ def simulate_dataset(
         (pixel_size > 0 and particle_diameter > 0, "--pixel-size and --diameter must be positive"),
         (diameter >= 8, f"the particle is only {diameter:.1f} px across; use a smaller --pixel-size"),
         (size >= 4 * diameter, f"--size {size} px is under 4 particle diameters ({diameter:.1f} px); enlarge it"),
+        (size <= MAX_SIZE, f"--size {size} px: simulate makes micrographs of at most {MAX_SIZE} px a side; use a smaller --size"),
         (n_labelled >= 0, "--labelled must be 0 or more"),
         (0 < label_fraction <= 1, "--label-fraction must be in (0, 1]"),
         (snr > 0, "--snr must be positive"),

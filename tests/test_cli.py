@@ -239,3 +239,14 @@ def test_simulate_labels_at_least_one_particle_per_labelled_micrograph(tmp_path)
     main(["simulate", "-o", str(tmp_path / "s"), "--micrographs", "2", "--size", "256", "--pixel-size", "5",
           "--labelled", "2", "--label-fraction", "0.01"])
     assert [len(read_star_table(p)) for p in sorted((tmp_path / "s" / "labels").glob("*.star"))] == [1, 1]
+
+
+def test_simulate_refuses_a_size_it_cannot_hold_before_any_work(tmp_path, capsys):
+    """A 100,000 px micrograph would need hundreds of GB: one line, not a MemoryError traceback."""
+    from deepem.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["simulate", "-o", str(tmp_path / "s"), "--size", "100000"])
+    assert exit_info.value.code == 2
+    assert "--size 100000 px: simulate makes micrographs of at most 8192 px a side" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

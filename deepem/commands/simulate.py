@@ -15,7 +15,7 @@ from deepem.simulate import simulate_dataset
 def add_args(parser):
     parser.add_argument("-o", "--outdir", required=True, help="output folder")
     parser.add_argument("--micrographs", type=common.count, default=8, help="number of micrographs (default 8)")
-    parser.add_argument("--size", type=int, default=1024, help="micrograph edge in pixels (default 1024)")
+    parser.add_argument("--size", type=int, default=1024, help="micrograph edge in pixels, at most 8192 (default 1024)")
     parser.add_argument("--pixel-size", type=common.positive, default=2.0, help="Å per pixel (default 2.0)")
     parser.add_argument("--diameter", type=common.positive, default=150.0, help="particle diameter in Å (default 150)")
     parser.add_argument("--labelled", type=int, default=4, help="micrographs with manual picks (default 4)")
