@@ -122,8 +122,8 @@ def deepem_on_path():
     and, through the exported environment, cluster jobs). Conda rule environments put their own first."""
     if shutil.which("deepem") is None:
         bindir = Path(sys.executable).parent
-        if (bindir / "deepem").exists():
-            os.environ["PATH"] = f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"
+        if os.access(bindir / "deepem", os.X_OK) and (bindir / "deepem").is_file():
+            os.environ["PATH"] = f"{bindir}{os.pathsep}{os.environ.get('PATH') or os.defpath}"
 
 
 def home_expanded(config):

@@ -134,9 +134,14 @@ def test_rounds_writes_all_its_outputs_or_none(tmp_path, capsys):
     ("pick", "--device", "mps", "'mps' is not a device deepem runs on: use cpu, cuda or cuda:N"),
     ("train", "--device", "cuda:x", "'cuda:x' is not a device deepem runs on"),
     ("provenance", "--device", "gpu", "'gpu' is not a device deepem runs on"),
-    ("simulate", "--seed", "-1", "'-1' is not a whole number of 0 or more"),
-    ("extract", "--seed", "1.5", "'1.5' is not a whole number of 0 or more"),
-    ("train", "--seed", "-3", "'-3' is not a whole number of 0 or more"),
+    ("simulate", "--seed", "-1", "'-1' is not a whole number from 0 to 2**63 - 1"),
+    ("extract", "--seed", "1.5", "'1.5' is not a whole number from 0 to 2**63 - 1"),
+    ("train", "--seed", "-3", "'-3' is not a whole number from 0 to 2**63 - 1"),
+    ("train", "--seed", "1e20", "'1e20' is not a whole number from 0 to 2**63 - 1"),
+    ("train", "--seed", "9223372036854775808", "'9223372036854775808' is not a whole number from 0 to 2**63 - 1"),
+    ("pick", "--floor", "nan", "'nan' is not a score from 0 up to 1"),
+    ("pick", "--floor", "1", "'1' is not a score from 0 up to 1"),
+    ("pick", "--edge", "-1", "'-1' is not a number of 0 or more"),
 ])
 def test_bad_option_values_are_refused_by_name(command, option, value, message, capsys):
     from deepem.cli import main
@@ -221,6 +226,10 @@ def test_evaluate_names_the_conversion_for_another_pickers_file(tmp_path, capsys
     (tmp_path / "topaz.txt").write_text("image_name\tx_coord\ty_coord\tscore\nm\t101\t99\t0.9\nm\t30\t30\t0.2\n")
     evaluate = ["evaluate", "--truth", str(tmp_path / "m.star"), "--diameter", "40", "--preprocessed",
                 str(tmp_path / "pre"), "-o", str(tmp_path / "metrics.json"), "--picks"]
+    with pytest.raises(SystemExit):  # a mistyped path is not another picker's file
+        main(evaluate + [str(tmp_path / "picks_typo.star")])
+    err = capsys.readouterr().err
+    assert "picks_typo.star" in err and "not found" in err and "deepem convert" not in err
     with pytest.raises(SystemExit):
         main(evaluate + [str(tmp_path / "topaz.txt")])
     assert "evaluate reads a merged picks STAR with scores; make one from another picker's coordinates with " \

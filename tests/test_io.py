@@ -102,6 +102,21 @@ def test_headers_that_are_not_mrc_are_refused(tmp_path):
         read_header(tmp_path / "zero.mrc")
 
 
+def test_a_header_without_sampling_gives_no_pixel_size_not_an_error(tmp_path):
+    """mx = 0 (no sampling stated) would divide by zero in mrcfile's voxel size, which reading turns
+    into an error: the file has no pixel size, and the config's pixel_size can give it."""
+    path = tmp_path / "mx0.mrc"
+    with mrcfile.new(path) as m:
+        m.set_data(np.random.default_rng(0).normal(size=(64, 96)).astype(np.float32))
+        m.voxel_size = 1.5
+    assert read_header(path) == (64, 96, 1.5)
+    with mrcfile.open(path, "r+") as m:
+        m.header.mx = 0
+    assert read_header(path) == (64, 96, None)
+    image, px = read_micrograph(path)
+    assert image.shape == (64, 96) and px is None
+
+
 def test_an_output_under_a_file_is_refused_by_name(tmp_path):
     from deepem.io.atomic import atomic_path
 

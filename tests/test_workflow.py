@@ -195,7 +195,6 @@ def test_the_venvs_snakemake_runs_jobs_without_the_venv_activated(tiny_dataset, 
     import os
     import subprocess
 
-
     config = write_config(tmp_path, tiny_dataset)
     env = {**os.environ, "PATH": "/usr/bin:/bin"}
     result = subprocess.run([str(BIN / "snakemake"), str(tmp_path / "results" / "preprocessed_labelled"),
@@ -203,6 +202,20 @@ def test_the_venvs_snakemake_runs_jobs_without_the_venv_activated(tiny_dataset, 
                             cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert list((tmp_path / "results" / "preprocessed_labelled").glob("*.mrc"))
+
+
+def test_deepem_on_path_keeps_the_system_path_when_path_is_unset(monkeypatch):
+    """With PATH unset, commands are looked up on the system's default path: that stays, after the
+    venv's bin folder (not an empty entry, which would mean the current folder)."""
+    import os
+    import sys
+
+    from deepem import workflow
+
+    monkeypatch.delenv("PATH", raising=False)
+    monkeypatch.setattr(workflow.shutil, "which", lambda name: None)  # deepem on no system folder
+    workflow.deepem_on_path()
+    assert os.environ["PATH"] == f"{Path(sys.executable).parent}{os.pathsep}{os.defpath}"
 
 
 # --- bad input: one clear line naming the file, non-zero exit, no partial outputs -------------

@@ -106,12 +106,34 @@ def count(text):
     return int(value)
 
 
+MAX_SEED = 2**63 - 1  # torch takes seeds of 64 bits; the config's maximum, 2**32 - 1, leaves room for seed + round
+
+
 def seed(text):
-    """argparse type: a random seed, a whole number of 0 or more (numpy's seeds are never negative)."""
+    """argparse type: a random seed, a whole number from 0 to MAX_SEED."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0 to 2**63 - 1")
+    return value
+
+
+def nonnegative(text):
+    """argparse type: a finite number of 0 or more (a margin)."""
     value = _float(text)
-    if not (math.isfinite(value) and value >= 0 and value == int(value)):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 0 or more")
-    return int(value)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of 0 or more")
+    return value
+
+
+def score(text):
+    """argparse type: a score from 0 up to, not including, 1 (a floor under the candidates)."""
+    value = _float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a score from 0 up to 1")
+    return value
 
 
 def fraction(text):

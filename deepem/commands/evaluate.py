@@ -12,6 +12,7 @@ Example:
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -54,6 +55,8 @@ def _merged(path):
     try:
         return read_by_micrograph(path)
     except DeepEMError as exc:
+        if not Path(path).is_file():  # a mistyped path: its own error says so
+            raise
         raise DeepEMError(
             f"{exc}. evaluate reads a merged picks STAR with scores; make one from another picker's coordinates "
             "with 'deepem convert FILES --micrographs MICS --to relion -o picks.star'"

@@ -41,10 +41,10 @@ def add_args(parser):
     parser.add_argument("--threshold", type=common.threshold, default="auto", help="'auto' (the model's choice) or a score in (0, 1)")
     common.add_min_distance_arg(parser, f"the model's spacing from its labels, else {SPACING}")
     parser.add_argument(
-        "--edge", type=float, default=0.5, help="drop picks closer to the edge than this many diameters (default 0.5)"
+        "--edge", type=common.nonnegative, default=0.5, help="drop picks closer to the edge than this many diameters (default 0.5)"
     )
     parser.add_argument(
-        "--floor", type=float, default=CANDIDATE_FLOOR, help=f"lowest score kept in candidates.star (default {CANDIDATE_FLOOR})"
+        "--floor", type=common.score, default=CANDIDATE_FLOOR, help=f"lowest score kept in candidates.star (default {CANDIDATE_FLOOR})"
     )
     parser.add_argument(
         "--tile", type=common.count, default=TILE, help=f"score-map tile edge in cells (speed and memory; default {TILE})"

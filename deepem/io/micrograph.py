@@ -5,6 +5,7 @@ MRC rows as ``mrcfile`` returns them, images as Pillow decodes them (top row fir
 the frame coordinates refer to everywhere in deepem (see ``deepem.io.coords``).
 """
 
+import math
 import warnings
 from pathlib import Path
 
@@ -69,14 +70,14 @@ def read_header(path):
         with warnings.catch_warnings():  # as in _read_mrc: a damaged header is an error, not garbage sizes
             warnings.simplefilter("error", RuntimeWarning)
             with mrcfile.open(path, header_only=True, permissive=False) as mrc:
-                voxel = float(mrc.voxel_size.x)
+                voxel = _pixel_size(mrc.header)
                 height, width = int(mrc.header.ny), int(mrc.header.nx)
     except (OSError, ValueError, AttributeError, RuntimeWarning) as exc:
         kind = "image" if path.suffix.lower() in IMAGE_SUFFIXES else "MRC"
         raise DeepEMError(f"{path}: not a readable micrograph header ({exc}); check it is a complete {kind}") from None
     if height < 1 or width < 1:
         raise DeepEMError(f"{path}: header gives a size of {width} x {height} px; check it is a complete MRC")
-    return height, width, (voxel if voxel > 0 else None)
+    return height, width, voxel
 
 
 def _read_mrc(path):
@@ -86,7 +87,7 @@ def _read_mrc(path):
             with mrcfile.open(path, permissive=False) as mrc:
                 data = mrc.data.view(np.uint8) if _unsigned_bytes(mrc.header) else mrc.data
                 data = np.asarray(data, dtype=np.float32)
-                voxel = float(mrc.voxel_size.x)
+                voxel = _pixel_size(mrc.header)
     except (ValueError, OSError, RuntimeWarning) as exc:
         raise DeepEMError(f"{path}: not a readable MRC file ({exc}); check it is a complete, uncorrupted MRC") from None
     if data.ndim == 3:
@@ -97,7 +98,14 @@ def _read_mrc(path):
         data = data[0]
     if data.ndim != 2:
         raise DeepEMError(f"{path}: expected a 2-D micrograph, found data of shape {data.shape}")
-    return data, (voxel if voxel > 0 else None)
+    return data, voxel
+
+
+def _pixel_size(header):
+    """The header's x pixel size in A (cell length / sampling), or None where it gives none: mrcfile's
+    own division would warn, which reading turns into an error, when the sampling ``mx`` is 0."""
+    mx, cell = int(header.mx), float(header.cella.x)
+    return cell / mx if mx > 0 and cell > 0 and math.isfinite(cell) else None
 
 
 IMOD_STAMP = 1146047817  # 'IMOD' at byte 152 of the header; the flags after it say how bytes are stored
