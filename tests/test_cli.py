@@ -142,6 +142,10 @@ def test_rounds_writes_all_its_outputs_or_none(tmp_path, capsys):
     ("pick", "--floor", "nan", "'nan' is not a score from 0 up to 1"),
     ("pick", "--floor", "1", "'1' is not a score from 0 up to 1"),
     ("pick", "--edge", "-1", "'-1' is not a number of 0 or more"),
+    ("pick", "--min-distance", "-1", "--min-distance '-1': use 'auto' or a positive number of particle diameters"),
+    ("train", "--min-distance", "near", "--min-distance 'near': use 'auto' or a positive number"),
+    ("pick", "--background-floor", "dark", "--background-floor 'dark': use 'auto', 'off' or a finite number"),
+    ("train", "--background-floor", "inf", "--background-floor 'inf': use 'auto', 'off' or a finite number"),
 ])
 def test_bad_option_values_are_refused_by_name(command, option, value, message, capsys):
     from deepem.cli import main

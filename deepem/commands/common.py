@@ -149,9 +149,23 @@ def threshold(text):
     return None if text == "auto" else fraction(text)
 
 
+def _checked(parse):
+    """argparse type: the text as given, once ``parse`` accepts it; what 'auto' means is known only
+    after the model or patches load, but a bad value is refused before."""
+
+    def check(text):
+        try:
+            parse(text, None)
+        except DeepEMError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    return check
+
+
 def add_min_distance_arg(parser, auto):
     parser.add_argument(
-        "--min-distance", default="auto",
+        "--min-distance", default="auto", type=_checked(parse_min_distance),
         help=f"distance between picks in particle diameters, or 'auto': {auto} (default auto)",
     )
 
@@ -166,7 +180,7 @@ def parse_min_distance(text, auto):
 
 def add_background_floor_arg(parser, what):
     parser.add_argument(
-        "--background-floor", default="auto",
+        "--background-floor", default="auto", type=_checked(parse_background_floor),
         help=f"'auto' (from the labelled particles), 'off', or a level: {what} maxima on darker background than "
         "that and, unless off, on more textured background than the labelled particles' (default auto)",
     )
