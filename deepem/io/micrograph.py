@@ -5,6 +5,7 @@ MRC rows as ``mrcfile`` returns them, images as Pillow decodes them (top row fir
 the frame coordinates refer to everywhere in deepem (see ``deepem.io.coords``).
 """
 
+import contextlib
 import math
 import warnings
 from pathlib import Path
@@ -60,6 +61,16 @@ def read_micrograph(path):
     return image, pixel_size
 
 
+@contextlib.contextmanager
+def _strict_mrc(path, header_only=False):
+    """mrcfile.open, strict: mrcfile's warnings (RuntimeWarning) about a damaged file are raised as
+    errors, so a bad header is an error, not garbage sizes; other libraries' warnings stay warnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with mrcfile.open(path, header_only=header_only, permissive=False) as mrc:
+            yield mrc
+
+
 def read_header(path):
     """``(height, width, pixel_size or None)`` of a micrograph, from its header only."""
     path = Path(path)
@@ -67,11 +78,9 @@ def read_header(path):
         if path.suffix.lower() in IMAGE_SUFFIXES:
             with Image.open(path) as img:
                 return img.height, img.width, None
-        with warnings.catch_warnings():  # as in _read_mrc: a damaged header is an error, not garbage sizes
-            warnings.simplefilter("error", RuntimeWarning)
-            with mrcfile.open(path, header_only=True, permissive=False) as mrc:
-                voxel = _pixel_size(mrc.header)
-                height, width = int(mrc.header.ny), int(mrc.header.nx)
+        with _strict_mrc(path, header_only=True) as mrc:
+            voxel = _pixel_size(mrc.header)
+            height, width = int(mrc.header.ny), int(mrc.header.nx)
     except (OSError, ValueError, AttributeError, RuntimeWarning) as exc:
         kind = "image" if path.suffix.lower() in IMAGE_SUFFIXES else "MRC"
         raise DeepEMError(f"{path}: not a readable micrograph header ({exc}); check it is a complete {kind}") from None
@@ -82,12 +91,10 @@ def read_header(path):
 
 def _read_mrc(path):
     try:
-        with warnings.catch_warnings():  # mrcfile warns (RuntimeWarning) about damaged files: make that an error
-            warnings.simplefilter("error", RuntimeWarning)  # but not other libraries' deprecation notices
-            with mrcfile.open(path, permissive=False) as mrc:
-                data = mrc.data.view(np.uint8) if _unsigned_bytes(mrc.header) else mrc.data
-                data = np.asarray(data, dtype=np.float32)
-                voxel = _pixel_size(mrc.header)
+        with _strict_mrc(path) as mrc:
+            data = mrc.data.view(np.uint8) if _unsigned_bytes(mrc.header) else mrc.data
+            data = np.asarray(data, dtype=np.float32)
+            voxel = _pixel_size(mrc.header)
     except (ValueError, OSError, RuntimeWarning) as exc:
         raise DeepEMError(f"{path}: not a readable MRC file ({exc}); check it is a complete, uncorrupted MRC") from None
     if data.ndim == 3:
