@@ -62,9 +62,9 @@ def _disc_ranks(image, disc, fractions):
 def values_at(maps, xy, particle_px):
     """The values of ``maps`` (the last two axes are cells) at working-pixel positions ``xy`` (n, 2):
     the cells they lie in (the last row or column for pixels past the whole cells); shape
-    ``maps.shape[:-2] + (n,)``."""
+    ``maps.shape[:-2] + (n,)``. Working pixel ``x`` spans ``x - 0.5`` to ``x + 0.5``."""
     c = cell_size(particle_px)
-    ij = np.floor(np.asarray(xy, float).reshape(-1, 2) / c).astype(int)
+    ij = np.floor((np.asarray(xy, float).reshape(-1, 2) + 0.5) / c).astype(int)
     cols = np.clip(ij[:, 0], 0, maps.shape[-1] - 1)
     rows = np.clip(ij[:, 1], 0, maps.shape[-2] - 1)
     return maps[..., rows, cols]

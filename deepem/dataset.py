@@ -14,10 +14,12 @@ import os
 from pathlib import Path, PurePath
 
 import numpy as np
+import pandas as pd
 
 from deepem.errors import DeepEMError
 from deepem.io.coords import MIC, read_picks
 from deepem.io.coords.formats import micrograph_centres
+from deepem.io.micrograph import micrograph_names, read_header
 from deepem.patches import check_inside
 
 
@@ -136,6 +138,16 @@ def route_labels(files, names, what, fmt=None):
         for name, group in table.groupby(keys):
             routed.setdefault(name, []).append((str(path), group))
     return routed
+
+
+def micrograph_table(patterns, pixel_size):
+    """One row per micrograph file (index: name): source, height, width and pixel_size, from the
+    headers, or ``pixel_size`` where given."""
+    rows = [(name, path, *read_header(path)) for name, path in micrograph_names(expand(patterns, "micrograph")).items()]
+    table = pd.DataFrame(rows, columns=["name", "source", "height", "width", "pixel_size"]).set_index("name", drop=False)
+    if pixel_size:
+        table["pixel_size"] = pixel_size
+    return table
 
 
 def read_labels(files, table, what, flip_y=False, check=False):

@@ -28,7 +28,12 @@ def match(picks, truth, radius):
 
 
 def summarise(hits, scores, n_truth):
-    """Precision, recall, F1, average precision and best F1 from per-pick hits and scores."""
+    """Precision, recall, F1, average precision and best F1 from per-pick hits and scores.
+
+    A threshold keeps every pick scoring at least it, so picks of equal score are kept or dropped
+    together: AP sums, over the distinct scores, the recall gained times the precision there
+    (scikit-learn's definition), and best F1 is the best at a threshold one can set.
+    """
     hits, scores = np.asarray(hits, bool), np.asarray(scores, float)
     tp = int(hits.sum())
     n = len(hits)
@@ -36,14 +41,16 @@ def summarise(hits, scores, n_truth):
     recall = tp / n_truth if n_truth else 0.0
     f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
     order = np.argsort(-scores, kind="stable")
-    ctp = np.cumsum(hits[order])
-    prec_k = ctp / np.arange(1, n + 1)
+    s = scores[order]
+    last = np.r_[s[1:] != s[:-1], True] if n else np.zeros(0, bool)  # each distinct score's last pick
+    ctp = np.cumsum(hits[order])[last]
+    prec_k = ctp / (np.flatnonzero(last) + 1)
     rec_k = ctp / max(n_truth, 1)
-    ap = float(np.sum(prec_k * hits[order]) / max(n_truth, 1)) if n else 0.0
+    ap = float(np.sum(np.diff(ctp, prepend=0) * prec_k) / max(n_truth, 1)) if n else 0.0
     f1_k = np.where(ctp > 0, 2 * prec_k * rec_k / np.maximum(prec_k + rec_k, 1e-12), 0.0)
     best = int(np.argmax(f1_k)) if n else 0
     return {
         "picks": n, "truth": int(n_truth), "true_positives": tp,
         "precision": precision, "recall": recall, "f1": f1, "average_precision": ap,
-        "best_f1": float(f1_k[best]) if n else 0.0, "best_f1_threshold": float(scores[order][best]) if n else None,
+        "best_f1": float(f1_k[best]) if n else 0.0, "best_f1_threshold": float(s[last][best]) if n else None,
     }

@@ -1,8 +1,9 @@
 """Training patches: positives at labels, negatives from labels and sampled background.
 
-A patch is the ``box x box`` window of the working image whose top-left corner is the
-(rounded) centre minus ``box // 2``; windows reaching past the edge read the reflected image,
-the same padding :mod:`deepem.picking` scores with.
+A patch is the ``box x box`` window of the working image whose middle lies nearest the centre
+(``box_middle`` from its pixel ``box // 2``): at a pick's position, the very box picking scored
+(:mod:`deepem.picking`). Windows reaching past the edge read the reflected image, the same
+padding picking scores with.
 """
 
 import numpy as np
@@ -12,11 +13,18 @@ from scipy.spatial import cKDTree
 from deepem.errors import DeepEMError
 
 
+def box_middle(box):
+    """Where a box's middle lies from its pixel ``box // 2``: -0.5 for an even box, 0 for an odd one."""
+    return (box - 1) / 2 - box // 2
+
+
 def extract(image, centres, box):
     """Patches ``(n, box, box)`` centred on working-pixel ``centres`` ``(n, 2)`` of ``(x, y)``."""
     half = box // 2
     padded = np.pad(image, box, mode="reflect")
-    ij = np.rint(np.asarray(centres, float).reshape(-1, 2)[:, ::-1]).astype(int) + box - half
+    # the pixel box // 2 nearest centre - box_middle, halves rounded up (np.rint rounds them to even)
+    middle = np.floor(np.asarray(centres, float).reshape(-1, 2)[:, ::-1] - box_middle(box) + 0.5)
+    ij = middle.astype(int) + box - half
     out = np.empty((len(ij), box, box), np.float32)
     for n, (i, j) in enumerate(ij):
         out[n] = padded[i : i + box, j : j + box]

@@ -16,6 +16,7 @@ from scipy.ndimage import gaussian_filter, maximum_filter
 from scipy.spatial import cKDTree
 
 from deepem.model import STRIDE
+from deepem.patches import box_middle
 
 CANDIDATE_FLOOR = 0.05  # lowest score of a candidate: what precision-recall analysis and calibration see
 SPACING = 0.5  # default distance between picks in diameters, and the most label_spacing allows
@@ -86,38 +87,31 @@ def _subcell_offset(minus, centre, plus):
 def find_peaks(scores, min_distance, floor=0.0):
     """Local maxima of a stride-3 score map at least ``min_distance`` working px apart.
 
-    Candidates are 3 x 3 local maxima scoring >= ``floor``; greedy suppression in order of
-    decreasing score keeps those with no stronger kept peak closer than ``min_distance``.
-    Returns ``(xy, score)`` with ``xy`` in working pixels, refined to sub-cell precision.
+    Candidates are 3 x 3 local maxima scoring >= ``floor``, placed to sub-cell precision by a
+    parabola through each and its neighbours (the map's border reflected); greedy suppression in
+    order of decreasing score keeps those with no stronger kept peak closer than ``min_distance``.
+    Returns ``(xy, score)`` with ``xy`` in working pixels.
     """
     local = (scores == maximum_filter(scores, size=3, mode="constant", cval=-np.inf)) & (scores >= floor)
     rows, cols = np.nonzero(local)
     order = np.lexsort((cols, rows, -scores[rows, cols]))  # by score, ties in raster order
-    rows, cols = rows[order], cols[order]
-    val = scores[rows, cols]
-    xy = np.stack([cols, rows], axis=1).astype(np.float64)
+    r, c = rows[order], cols[order]
+    val = scores[r, c]
+    padded = np.pad(scores, 1, mode="reflect")
+    dx = _subcell_offset(padded[r + 1, c], padded[r + 1, c + 1], padded[r + 1, c + 2])
+    dy = _subcell_offset(padded[r, c + 1], padded[r + 1, c + 1], padded[r + 2, c + 1])
+    xy = np.stack([(c + dx) * STRIDE, (r + dy) * STRIDE], axis=1)
     tree = cKDTree(xy) if len(xy) else None
-    cell_distance = min_distance / STRIDE
     suppressed = np.zeros(len(xy), bool)
     keep = []
     for i in range(len(xy)):
         if suppressed[i]:
             continue
         keep.append(i)
-        suppressed[tree.query_ball_point(xy[i], cell_distance - 1e-9)] = True
+        suppressed[tree.query_ball_point(xy[i], min_distance - 1e-9)] = True
     keep = np.asarray(keep, dtype=int)
-    r, c = rows[keep], cols[keep]
-    padded = np.pad(scores, 1, mode="edge")
-    dx = _subcell_offset(padded[r + 1, c], padded[r + 1, c + 1], padded[r + 1, c + 2])
-    dy = _subcell_offset(padded[r, c + 1], padded[r + 1, c + 1], padded[r + 2, c + 1])
-    xy = np.stack([(c + dx) * STRIDE, (r + dy) * STRIDE], axis=1)
+    xy = xy[keep].reshape(-1, 2)
     return xy, val[keep]
-
-
-def box_middle(box):
-    """Where a box's middle lies from its pixel ``box // 2`` (the module doc's ``CENTRE``): -0.5
-    for an even box, 0 for an odd one."""
-    return (box - 1) / 2 - box // 2
 
 
 def candidates(net, image, min_distance_px, edge_px, floor, tile=TILE, device="cpu"):

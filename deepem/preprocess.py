@@ -49,10 +49,9 @@ def fourier_crop(image, out_shape, workers=1):
     half = my // 2
     rows = np.r_[0 : my - half, ny - half : ny] if half else np.r_[0:my]
     cropped = f[rows]
-    if mx % 2 == 0:  # the new Nyquist column is shared by +/- frequencies: keep its real part once
-        cropped[:, -1] = cropped[:, -1].real
-    if my % 2 == 0:
-        cropped[my // 2] = cropped[my // 2].real
+    if my % 2 == 0:  # rows +my/2 and -my/2 alias onto the new Nyquist row: average them
+        cropped[half] = 0.5 * (f[half] + f[ny - half])
+    # the new Nyquist column needs nothing: irfft2 keeps its Hermitian part (its +/- frequencies' average)
     out = scipy.fft.irfft2(cropped, s=(my, mx), workers=workers)
     return (out * (my * mx) / (ny * nx)).astype(np.float32)
 

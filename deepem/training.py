@@ -79,14 +79,18 @@ def rotation_averaged(net, x, batch=1024):
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def best_f1_threshold(scores, labels, positives=None, fraction=1.0):
+def best_f1_threshold(scores, labels, positives=None, fraction=1.0, floor=0.0):
     """The score threshold maximising F1 on labelled patches, with its F1, precision and recall.
 
     ``labels`` marks the true items; recall counts them out of ``positives`` (default: their
     number), e.g. the labels that score maxima were matched to, some of which no maximum found.
     ``fraction`` < 1: the labels are that share of the particles, picked at random, so each label
     hit stands for 1 / ``fraction`` particles (precision estimated as hits / (fraction x items)).
+    ``floor``: the least score an item can have (score maxima are taken above one), so a threshold
+    that keeps every item lies between the lowest and it.
     """
+    if not len(scores):
+        raise ValueError("no scores to choose a threshold from")
     order = np.argsort(-scores, kind="stable")
     s, y = scores[order], np.asarray(labels, float)[order]
     tp = np.cumsum(y)
@@ -96,7 +100,7 @@ def best_f1_threshold(scores, labels, positives=None, fraction=1.0):
     f1 = np.where(tp > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0)
     last = np.r_[s[1:] != s[:-1], True]  # only cut between distinct scores
     i = int(np.argmax(np.where(last, f1, -1)))
-    below = s[i + 1] if i + 1 < len(s) else 0.0
+    below = s[i + 1] if i + 1 < len(s) else floor
     threshold = 0.5 * (s[i] + below)  # midway between the last score kept and the next one dropped
     return {"threshold": float(threshold), "f1": float(f1[i]), "precision": float(precision[i]), "recall": float(recall[i])}
 
@@ -113,6 +117,13 @@ def label_fraction(scores, hits):
     h = np.cumsum(np.asarray(hits, float)[order])
     k = int(np.searchsorted(h, 0.5 * h[-1]))  # the maxima down to the median hit
     return float(h[k] / (k + 1))
+
+
+def batch_starts(n, batch, mode):
+    """Where each batch of an epoch's ``n`` shuffled patches starts: the last may be short, but not a
+    single patch in ``modern`` mode, whose batch norm needs two."""
+    starts = range(0, n, batch)
+    return starts if mode == "faithful" or n % batch != 1 else starts[:-1]
 
 
 def _loss(net, logits, y):
@@ -155,7 +166,8 @@ def train(arch, mode, x, y, val, seed, device, epochs=None, checkpoint=None, log
     xv, yv = x[val].to(device), y[val]
     generator = torch.Generator().manual_seed(seed)
     history = list(start[1]) if start else []
-    average = weight_average(net, epochs * (len(yt) // recipe.batch)) if mode == "modern" else None
+    batches = batch_starts(len(yt), recipe.batch, mode)
+    average = weight_average(net, epochs * len(batches)) if mode == "modern" else None
     start_epoch, epochs = len(history), len(history) + epochs
     run = _fingerprint(arch, mode, seed, epochs, (x, y, val), start, device) if checkpoint is not None else None
     state = None
@@ -178,7 +190,7 @@ def train(arch, mode, x, y, val, seed, device, epochs=None, checkpoint=None, log
         order = torch.randperm(len(yt), generator=generator)
         turns = torch.randint(0, 8, (len(yt),), generator=generator)
         total, seen = 0.0, 0
-        for i in range(0, len(order) - recipe.batch + 1, recipe.batch):
+        for i in batches:
             idx = order[i : i + recipe.batch]
             xb = xt[idx]
             if mode == "modern":

@@ -20,12 +20,16 @@ from conftest import run
 
 
 def test_values_at_reads_the_cell_each_working_pixel_lies_in():
-    particle_px = 32  # 8 px cells: working pixels 0-7, 8-15, ...
+    """Cells of 8 px hold working pixels 0-7, 8-15, ...; pixel x spans x - 0.5 to x + 0.5, so 7.6 lies
+    in pixel 8 (before 0.12.0 it was read from cell 0)."""
+    particle_px = 32
     level = np.arange(30, dtype=np.float32)[None, :].repeat(20, 0) + 100 * np.arange(20)[:, None]
-    xy = np.array([[7.9, 0.0], [8.0, 2.0], [16.1, 23.9], [400.0, -5.0]])
-    np.testing.assert_array_equal(background.values_at(level, xy, particle_px), [0, 1, 202, 29])
+    xy = np.array([[7.4, 0.0], [7.6, 2.0], [16.1, 23.4], [15.4, 23.6], [400.0, -5.0]])
+    np.testing.assert_array_equal(background.values_at(level, xy, particle_px), [0, 1, 202, 301, 29])
     both = np.stack([level, -level])
-    np.testing.assert_array_equal(background.values_at(both, xy, particle_px), [[0, 1, 202, 29], [0, -1, -202, -29]])
+    np.testing.assert_array_equal(
+        background.values_at(both, xy, particle_px), [[0, 1, 202, 301, 29], [0, -1, -202, -301, -29]]
+    )
 
 
 def test_bounds_sit_one_spread_beyond_the_labels_and_need_twenty():
@@ -122,6 +126,17 @@ def test_a_given_min_distance_is_what_training_uses_and_stores(on_carbon, tmp_pa
                "--epochs", "1", "--min-distance", "0.7"]).stdout
     assert torch.load(tmp_path / "m" / "model.pt", weights_only=False)["min_distance"] == 0.7
     assert "picks at least 0.700 diameter apart: given; the labels' is 0.500" in log
+
+
+def test_stripes_without_a_maximum_by_their_labels_leave_the_threshold_to_the_held_out_patches(on_carbon, tmp_path):
+    """A floor above every maximum leaves the held-out stripes' labels unmatched: before 0.12.0 this
+    was a traceback after the whole training."""
+    tmp, labels, _, _ = on_carbon
+    result = run(["deepem", "train", tmp / "p.npz", "--mine", tmp / "pre", "--positives", *labels, "-o", tmp_path / "m",
+                  "--epochs", "1", "--mine-epochs", "1", "--background-floor", "100"])
+    assert "score maxima in the held-out stripes lies within half a diameter of their" in result.stdout
+    choice = torch.load(tmp_path / "m" / "model.pt", weights_only=False)["auto_threshold"]
+    assert choice["method"] == "held-out patches"
 
 
 def test_the_automatic_threshold_leaves_out_the_maxima_beyond_the_bounds(on_carbon):

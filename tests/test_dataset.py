@@ -27,12 +27,35 @@ def test_unmatched_label_and_duplicate_stems_are_errors():
 
 
 def test_patch_is_centred_on_the_coordinate():
+    """A box's middle is its top-left + (box - 1) / 2; (x, y) = (column, row)."""
     image = np.arange(50 * 60, dtype=np.float32).reshape(50, 60)
-    patches = extract(image, [[30, 20], [0, 0]], box=12)
-    assert patches.shape == (2, 12, 12)
-    assert patches[0, 6, 6] == image[20, 30]  # centre = top-left + box // 2; (x, y) = (column, row)
-    assert patches[1, 6, 6] == image[0, 0]
-    np.testing.assert_array_equal(patches[0], image[14:26, 24:36])
+    patches = extract(image, [[30, 20], [0, 0]], box=11)  # odd: the middle is a pixel
+    assert patches.shape == (2, 11, 11)
+    np.testing.assert_array_equal(patches[0], image[15:26, 25:36])
+    assert patches[1, 5, 5] == image[0, 0]
+    np.testing.assert_array_equal(extract(image, [[30.5, 20.5]], box=12)[0], image[15:27, 25:37])  # even: between 4
+    rng = np.random.default_rng(0)
+    for box in (11, 12):  # any centre lies within half a pixel of its patch's middle in x and y
+        centres = rng.uniform(box, 40, size=(200, 2))
+        rows = extract(np.broadcast_to(np.arange(50.0)[:, None], (50, 60)), centres, box)[:, 0, 0] + (box - 1) / 2
+        cols = extract(np.broadcast_to(np.arange(60.0), (50, 60)), centres, box)[:, 0, 0] + (box - 1) / 2
+        assert np.abs(np.c_[cols, rows] - centres).max() <= 0.5
+
+
+def test_patches_at_picks_are_the_boxes_picking_scored():
+    """Mining and verified picks re-cut picking's maxima: each patch must be the box that scored there.
+    (Before 0.12.0 an even box's patches sat half a pixel up and left of it, and np.rint's rounding to
+    even moved every other cell's by a whole pixel.)"""
+    from deepem.model import STRIDE
+    from deepem.picking import box_middle, pad_for_scoring
+
+    image = np.random.default_rng(1).normal(size=(100, 131)).astype(np.float32)
+    for box in (47, 48):
+        padded, (rows, cols) = pad_for_scoring(image, box)
+        cells = [(i, j) for i in (0, 1, 2, rows - 1) for j in (0, 5, 6, cols - 1)]
+        xy = [(STRIDE * j + box_middle(box), STRIDE * i + box_middle(box)) for i, j in cells]
+        for (i, j), patch in zip(cells, extract(image, xy, box)):
+            np.testing.assert_array_equal(patch, padded[STRIDE * i : STRIDE * i + box, STRIDE * j : STRIDE * j + box])
 
 
 def test_coordinates_outside_the_image_are_an_error():

@@ -28,6 +28,18 @@ def test_fourier_crop_keeps_a_low_frequency(shape, out):
     np.testing.assert_allclose(small, np.cos(2 * np.pi * (4 * xx / mx + 3 * yy / my)), atol=1e-4)
 
 
+@pytest.mark.parametrize("shape,out", [((256, 302), (128, 151)), ((254, 300), (127, 150)), ((256, 300), (128, 150))])
+def test_fourier_crop_commutes_with_shifts_and_transposition(shape, out):
+    """Shifting the image by 2 px shifts its half-size crop by 1 px, and transposing it transposes
+    the crop. Before 0.12.0 an even crop kept only the real part of the new Nyquist row and column
+    (one of the two rows aliased onto it), which broke both, by 5-10 % of the image's spread."""
+    image = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    small = fourier_crop(image, out)
+    np.testing.assert_allclose(fourier_crop(np.roll(image, (2, 4), axis=(0, 1)), out), np.roll(small, (1, 2), axis=(0, 1)),
+                               atol=1e-5)
+    np.testing.assert_allclose(fourier_crop(image.T.copy(), out[::-1]), small.T, atol=1e-5)
+
+
 def test_fourier_crop_removes_frequencies_above_the_new_nyquist():
     n = 256
     x = np.arange(n)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from deepem.model import design
-from deepem.training import best_f1_threshold, label_fraction, train, weight_average
+from deepem.model import DeepEMNet, design
+from deepem.training import batch_starts, best_f1_threshold, label_fraction, train, weight_average
 
 
 def _toy_patches(n=320, box=40, seed=0):
@@ -33,6 +33,25 @@ def test_faithful_mode_trains():
     x, y, val = _toy_patches()
     net, history = train(design(40), "faithful", x, y, val, seed=1, device="cpu", epochs=3, log=lambda *_: None)
     assert len(history) == 3 and net.mode == "faithful"
+
+
+@pytest.mark.parametrize("mode", ["modern", "faithful"])
+def test_fewer_patches_than_a_batch_still_train(mode):
+    """Before 0.12.0 the last, short batch of each epoch was left out, so a training set smaller than
+    one batch (64 patches in modern mode) made no update at all and saved its random start."""
+    x, y, val = _toy_patches(n=40)
+    torch.manual_seed(3)
+    start = DeepEMNet(design(40), mode)  # what training starts from with seed 3
+    net, history = train(design(40), mode, x, y, val, seed=3, device="cpu", epochs=2, log=lambda *_: None)
+    assert history[-1]["train_loss"] > 0
+    assert not all(torch.equal(a, b) for a, b in zip(start.state_dict().values(), net.state_dict().values()))
+
+
+def test_every_patch_is_in_a_batch_but_batch_norm_never_gets_one_alone():
+    assert list(batch_starts(130, 64, "modern")) == [0, 64, 128]
+    assert list(batch_starts(129, 64, "modern")) == [0, 64]  # the 129th patch waits for the next shuffle
+    assert list(batch_starts(129, 50, "faithful")) == [0, 50, 100]
+    assert list(batch_starts(101, 50, "faithful")) == [0, 50, 100]
 
 
 class Killed(Exception):
@@ -156,6 +175,16 @@ def test_best_f1_threshold_counts_recall_out_of_the_given_positives():
     assert best_f1_threshold(scores, hits)["recall"] == 1.0
     choice = best_f1_threshold(scores, hits, positives=6)  # 3 labels no maximum found
     assert choice["recall"] == 0.5 and choice["precision"] == 0.75 and choice["threshold"] == 0.2
+
+
+def test_best_f1_threshold_keeps_to_the_floor_the_maxima_were_taken_above():
+    """When every maximum is worth keeping, the threshold lies between the lowest and the floor, not
+    at half the lowest score, where picking would keep maxima that calibration never saw."""
+    choice = best_f1_threshold(np.array([0.9, 0.5, 0.08]), np.array([1, 1, 1]), floor=0.05)
+    assert choice["f1"] == 1.0 and choice["threshold"] == pytest.approx(0.065)
+    assert best_f1_threshold(np.array([0.9, 0.5, 0.08]), np.array([1, 1, 1]))["threshold"] == pytest.approx(0.04)
+    with pytest.raises(ValueError, match="no scores to choose a threshold from"):
+        best_f1_threshold(np.zeros(0), np.zeros(0, bool), 4)
 
 
 def _partially_labelled_maxima(share, rng):

@@ -17,6 +17,7 @@ from deepem.cli import main as cli
 from deepem.dataset import load_labels
 from deepem.io import manifest
 from deepem.io.coords import MIC, SCORE, X, Y, read_coordinates, read_star_table
+from deepem.io.micrograph import read_header
 from deepem.metrics import match, summarise
 from deepem.patches import holdout_stripe
 
@@ -447,6 +448,38 @@ def test_picks_of_micrographs_outside_the_shards_given_are_refused(finished_run,
         cli([command, *args, "--preprocessed", str(first), "--diameter", "150", "-o", str(tmp_path / "out")])
     assert exit_info.value.code == 2 and "which no --preprocessed shard holds" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_reads_the_micrographs_themselves_as_it_reads_the_shards(finished_run, tiny_dataset, tmp_path, capsys):
+    """Picks of any picker can be scored without deepem's preprocessing: --micrographs (their headers'
+    sizes and pixel sizes) gives the scores --preprocessed does."""
+    tmp, _ = finished_run
+    results = tmp / "results"
+    mics = sorted((tiny_dataset / "micrographs").glob("*.mrc"))
+    base = ["evaluate", "--picks", str(results / "round_1" / "picks.star"),
+            "--candidates", str(results / "round_1" / "candidates.star"),
+            "--truth", *[str(p) for p in sorted((tiny_dataset / "truth").glob("*.star"))],
+            "--positives", *[str(p) for p in sorted((tiny_dataset / "labels").glob("*.star"))], "--diameter", "150"]
+    cli([*base, "--preprocessed", *[str(p) for p in sorted((results / "preprocessed").iterdir())],
+         "-o", str(tmp_path / "shards.json")])
+    cli([*base, "--micrographs", str(tiny_dataset / "micrographs" / "*.mrc"), "-o", str(tmp_path / "mics.json")])
+    shards = json.loads((tmp_path / "shards.json").read_text())
+    assert shards["all"]["true_positives"] > 0 and shards["held_out"]["micrographs"] == 1
+    assert json.loads((tmp_path / "mics.json").read_text()) == shards
+    # a pixel size twice the headers' halves the matching radius in pixels
+    cli([*base, "--micrographs", *map(str, mics), "--pixel-size", str(2 * read_header(mics[0])[2]),
+         "-o", str(tmp_path / "half.json")])
+    assert json.loads((tmp_path / "half.json").read_text())["match_radius_px"] == shards["match_radius_px"] / 2
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        cli([*base, "--micrographs", *map(str, mics[1:]), "-o", str(tmp_path / "out.json")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"names micrograph {mics[0].stem}, which is not among --micrographs" in err
+    assert "give every micrograph the picks were made on" in err and not (tmp_path / "out.json").exists()
+    with pytest.raises(SystemExit) as exit_info:
+        cli([*base, "--preprocessed", str(next((results / "preprocessed").iterdir())), "--pixel-size", "2",
+             "-o", str(tmp_path / "out.json")])
+    assert exit_info.value.code == 2 and "--pixel-size goes with --micrographs" in capsys.readouterr().err
 
 
 def test_held_out_metrics_leave_out_micrographs_named_by_negatives_or_corrections(finished_run, tiny_dataset, tmp_path):

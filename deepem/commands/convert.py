@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 
 from deepem.commands import common
-from deepem.dataset import expand, once, route_labels
+from deepem.dataset import micrograph_table, once, route_labels
 from deepem.errors import DeepEMError
 from deepem.io.coords import MIC, SCORE, X, Y, read_picks
 from deepem.io.coords.formats import READERS, WRITERS, WriteOptions, box_size, micrograph_centres, open_writers
-from deepem.io.micrograph import micrograph_names, name_of, read_header
+from deepem.io.micrograph import name_of
 from deepem.patches import check_inside
 
 RELION_PICK_SUFFIXES = ("_autopick", "_manualpick")
@@ -62,15 +62,6 @@ def add_args(parser):
     parser.add_argument(
         "--relion-project", help="RELION project directory: --to relion-dir names files relative to it"
     )
-
-
-def micrograph_table(patterns, pixel_size):
-    """One row per micrograph (index: name): source, height, width, pixel_size."""
-    rows = [(name, path, *read_header(path)) for name, path in micrograph_names(expand(patterns, "micrograph")).items()]
-    table = pd.DataFrame(rows, columns=["name", "source", "height", "width", "pixel_size"]).set_index("name", drop=False)
-    if pixel_size:
-        table["pixel_size"] = pixel_size
-    return table
 
 
 def name_from_file(path):

@@ -4,11 +4,16 @@ Matching is one-to-one (Hungarian) within 0.5 x the particle diameter, per micro
 P/R/F1 are for the picks as written (at the picking threshold); AP and best F1 rank the
 candidates (every local maximum) by score. Reports all micrographs and, separately, those
 ("held_out") that none of your label files names: --positives, --negatives or --corrections.
+The micrographs (their names, sizes and pixel sizes) come from deepem's preprocessing shards
+(--preprocessed) or from the micrograph files themselves (--micrographs), so picks of any
+picker can be scored.
 
 Example:
     deepem evaluate --picks results/round_1/picks.star --candidates results/round_1/candidates.star \\
         --truth demo/truth/*.star --positives demo/labels/*.star --preprocessed results/preprocessed/* \\
         --diameter 150 -o results/round_1/metrics.json
+    deepem convert topaz_picks.txt --micrographs 'mics/*.mrc' --to relion -o topaz.star
+    deepem evaluate --picks topaz.star --truth 'truth/*.star' --micrographs 'mics/*.mrc' --diameter 150 -o topaz.json
 """
 
 import json
@@ -17,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from deepem.commands import common
-from deepem.dataset import read_labels, route_labels
+from deepem.dataset import micrograph_table, read_labels, route_labels
 from deepem.errors import DeepEMError
 from deepem.io import manifest
 from deepem.io.atomic import write_text
@@ -33,7 +38,14 @@ def add_args(parser):
     parser.add_argument("--candidates", help="merged candidates STAR (for AP and best F1)")
     parser.add_argument("--truth", nargs="+", required=True, help="truth coordinate files, matched by name")
     parser.add_argument("--diameter", type=common.positive, required=True, help="particle diameter in A")
-    parser.add_argument("--preprocessed", nargs="+", required=True, help="preprocessing shard directories")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--preprocessed", nargs="+", help="preprocessing shard directories")
+    where.add_argument(
+        "--micrographs", nargs="+", metavar="MIC", help="or the micrograph files (or glob patterns) the picks name"
+    )
+    parser.add_argument(
+        "--pixel-size", type=common.positive, help="A/px of --micrographs (default: their MRC headers)"
+    )
     parser.add_argument("--positives", nargs="*", default=[], help="training label files: the rest is 'held out'")
     parser.add_argument("--negatives", nargs="*", default=[], help="non-particle label files, which trained too")
     parser.add_argument("--corrections", nargs="*", default=[], help="corrected coordinate files of earlier rounds")
@@ -63,14 +75,28 @@ def _merged(path):
         ) from None
 
 
+def micrographs(args):
+    """The micrographs' table (index: name; height, width, pixel_size), what holds each, and what to say
+    of a micrograph it lacks."""
+    if args.preprocessed:
+        if args.pixel_size:
+            raise DeepEMError("--pixel-size goes with --micrographs; --preprocessed shards record their pixel size")
+        return manifest.read(args.preprocessed), "shard", "no --preprocessed shard holds"
+    table = micrograph_table(args.micrographs, args.pixel_size)
+    unknown = table[table["pixel_size"].isna()]
+    if len(unknown):
+        raise DeepEMError(f"{unknown['source'].iloc[0]}: no pixel size in the file header; give --pixel-size")
+    return table, "micrograph", "is not among --micrographs"
+
+
 def main(args):
-    table = manifest.read(args.preprocessed)
+    table, holder, missing = micrographs(args)
     radius = (0.5 * args.diameter / table["pixel_size"]).to_dict()
     picks = _merged(args.picks)
     cands = _merged(args.candidates) if args.candidates else picks
-    manifest.check_known(picks, table, args.picks, "give every shard the picks were made on")
+    manifest.check_known(picks, table, args.picks, f"give every {holder} the picks were made on", missing)
     if args.candidates:
-        manifest.check_known(cands, table, args.candidates, "give every shard the candidates were picked from")
+        manifest.check_known(cands, table, args.candidates, f"give every {holder} the candidates were picked from", missing)
     truth = read_labels(args.truth, table, "truth")
     labelled = set().union(*(
         route_labels(files, table.index, what)

@@ -35,7 +35,7 @@ from deepem.io import manifest
 from deepem.io.atomic import atomic_path, write_text
 from deepem.errors import DeepEMError
 from deepem.mining import hard_negatives, label_hits
-from deepem.picking import SPACING, label_spacing
+from deepem.picking import CANDIDATE_FLOOR, SPACING, label_spacing
 from deepem.training import RECIPES, best_f1_threshold, label_fraction, load_patches, rotation_averaged, train
 
 
@@ -155,13 +155,19 @@ def main(args):
         hits, maxima, n_labels = label_hits(
             net, table, labelled, meta["particle_px"], device, holdout, background=dark, spacing=spacing
         )
-        if n_labels:
-            stripes = {"method": "held-out stripes", **best_f1_threshold(maxima, hits, n_labels)}
+        if hits.any():
+            stripes = {"method": "held-out stripes", **best_f1_threshold(maxima, hits, n_labels, floor=CANDIDATE_FLOOR)}
             choice = {**stripes, "maxima": len(maxima), "labels": n_labels, "patches": patches}
             how = (
                 f"best F1 {stripes['f1']:.3f} at {stripes['threshold']:.4f} over {len(maxima)} maxima in the held-out "
                 f"stripes ({n_labels} labels), precision {stripes['precision']:.3f}, recall {stripes['recall']:.3f}; "
                 f"held-out patches: {how}"
+            )
+        elif n_labels:
+            print(
+                f"warning: none of the {len(maxima)} score maxima in the held-out stripes lies within half a diameter of "
+                f"their {n_labels} labels, so the threshold comes from the held-out patches; check the labels' "
+                "coordinates (--flip-y) and the particle diameter"
             )
         else:
             print("the held-out stripes hold no label: the threshold comes from the held-out patches")
@@ -171,7 +177,7 @@ def main(args):
         )
         if hits.any():
             share = label_fraction(maxima, hits)
-            calibrated = best_f1_threshold(maxima, hits, n_labels, fraction=share)
+            calibrated = best_f1_threshold(maxima, hits, n_labels, fraction=share, floor=CANDIDATE_FLOOR)
             choice = {"method": "labelled maxima", **calibrated, "label_fraction": share, "maxima": len(maxima),
                       "labels": n_labels, "patches": patches}
             how = (

@@ -102,12 +102,13 @@ def check_units(table, expected, source, fix):
         )
 
 
-def check_known(names, table, source, fix):
-    """Fail, suggesting ``fix``, when ``source`` names a micrograph that no shard of ``table`` holds."""
+def check_known(names, table, source, fix, missing="no --preprocessed shard holds"):
+    """Fail, suggesting ``fix``, when ``source`` names a micrograph that ``table`` lacks (``missing``
+    says where it was looked for)."""
     unknown = sorted(set(names) - set(table.index))
     if unknown:
         more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
-        raise DeepEMError(f"{source}: names micrograph {unknown[0]}{more}, which no --preprocessed shard holds; {fix}")
+        raise DeepEMError(f"{source}: names micrograph {unknown[0]}{more}, which {missing}; {fix}")
 
 
 def check_particle_px(table, expected, source, fix):
