@@ -244,6 +244,28 @@ def test_evaluate_names_the_conversion_for_another_pickers_file(tmp_path, capsys
     assert "precision 0.500  recall 0.500  F1 0.500" in capsys.readouterr().out
 
 
+def test_evaluate_on_images_without_a_pixel_size_needs_one(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from deepem.cli import main
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256), dtype=np.uint8)).save(tmp_path / "m.png")
+    (tmp_path / "m.star").write_text("data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n100 100\n200 50\n")
+    (tmp_path / "picks.star").write_text(
+        "data_\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\n_rlnCoordinateY #3\n_rlnAutopickFigureOfMerit #4\n"
+        "m.png 101 99 0.9\nm.png 30 30 0.2\n"
+    )
+    evaluate = ["evaluate", "--picks", str(tmp_path / "picks.star"), "--truth", str(tmp_path / "m.star"), "--diameter", "40",
+                "--micrographs", str(tmp_path / "m.png"), "-o", str(tmp_path / "metrics.json")]
+    with pytest.raises(SystemExit):
+        main(evaluate)
+    assert "m.png: no pixel size in the file header; give --pixel-size" in capsys.readouterr().err
+    assert not (tmp_path / "metrics.json").exists()
+    main(evaluate + ["--pixel-size", "2"])  # a radius of 10 px: the pick 1.4 px off matches
+    assert "precision 0.500  recall 0.500  F1 0.500" in capsys.readouterr().out
+
+
 def test_simulate_labels_at_least_one_particle_per_labelled_micrograph(tmp_path):
     """An empty label file means "no particle here": a small --label-fraction must not write one."""
     from deepem.cli import main
