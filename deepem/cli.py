@@ -1,7 +1,9 @@
 """The ``deepem`` command: one subcommand per module in ``deepem.commands``.
 
 Each subcommand module has a docstring (its help text, with an example), ``add_args(parser)``
-and ``main(args)``. A ``DeepEMError`` is printed as one line and exits with status 2.
+and ``main(args)``. A ``DeepEMError`` is printed as one line and exits with status 2. An
+argument ``@FILE`` stands for the lines of FILE, one argument per line (blank lines skipped): the
+workflow passes its lists of files so, which can outgrow the system's limit on a command line.
 """
 
 import argparse
@@ -19,7 +21,8 @@ COMMANDS = [
 
 def build_parser(only=None):
     """The parser for every subcommand, or for ``only`` that one (its module alone is imported)."""
-    parser = argparse.ArgumentParser(prog="deepem", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="deepem", description=__doc__.splitlines()[0], fromfile_prefix_chars="@")
+    parser.convert_arg_line_to_args = _line_argument
     parser.add_argument("--version", action="version", version=f"deepem {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in [only] if only else COMMANDS:
@@ -31,6 +34,10 @@ def build_parser(only=None):
         module.add_args(p)
         p.set_defaults(func=module.main)
     return parser
+
+
+def _line_argument(line):
+    return [line] if line else []
 
 
 def main(argv=None):

@@ -1,7 +1,7 @@
 """The DeepEM network: input, C1, S2, C3, S4, C5, S6 and a one-unit output (8 layers).
 
 The topology is the published one (conv / pool 3 / conv / pool 2 / conv / pool 2 / dense),
-sized from the working box by :func:`design`. The dense output layer is stored as a
+sized from the working box by :func:`deepem.topology.design`. The dense output layer is stored as a
 convolution over the final ``F x F`` maps, which makes the whole network a conv/pool stack:
 
 * :meth:`DeepEMNet.forward` classifies ``B x B`` boxes (training, box-by-box scoring);
@@ -14,74 +14,17 @@ Modes: ``faithful`` (sigmoid units, mean pooling, Glorot-uniform init, as the pa
 ``modern`` (batch norm + ReLU, max pooling, twice the maps).
 """
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepem.topology import Architecture
+
 STRIDE = 3  # output stride of dense scoring: the first pool's stride
 STRIP = 16  # S2 rows per C1 pass in dense scoring
 ROTATIONS = 4  # every box is scored at 0, 90, 180 and 270 degrees
-
-
-@dataclass(frozen=True)
-class Architecture:
-    box: int
-    k1: int
-    k3: int
-    k5: int
-    final: int
-    maps: tuple
-
-    def as_dict(self):
-        return asdict(self)
-
-
-def _sizes(box, k1, k3, k5):
-    """Feature-map sizes (c1, s2, c3, s4, c5, s6) or None when a pool would not divide evenly."""
-    c1 = box - k1 + 1
-    if c1 <= 0 or c1 % 3:
-        return None
-    s2 = c1 // 3
-    c3 = s2 - k3 + 1
-    if c3 <= 0 or c3 % 2:
-        return None
-    s4 = c3 // 2
-    c5 = s4 - k5 + 1
-    if c5 <= 0 or c5 % 2:
-        return None
-    return c1, s2, c3, s4, c5, c5 // 2
-
-
-def design(box_target, maps=(6, 12, 12)):
-    """The valid topology whose box is closest to ``box_target`` with KLH-like kernel proportions.
-
-    The published KLH net (box 272: kernels 51, 21, 10; final maps 9 x 9) has
-    k1 ~ 0.19 box, k3 ~ 0.28 S2, k5 ~ 0.37 S4, final ~ box / 30; we keep those ratios.
-    """
-    best = None
-    for box in range(max(24, box_target - 6), box_target + 7):
-        for k1 in range(3, box // 3):
-            for k3 in range(2, box // 6):
-                for k5 in range(2, box // 12 + 1):
-                    sizes = _sizes(box, k1, k3, k5)
-                    if sizes is None or not 2 <= sizes[-1] <= 9:
-                        continue
-                    s2, s4 = sizes[1], sizes[3]
-                    cost = (
-                        abs(box - box_target) / box_target
-                        + abs(k1 / box - 0.19)
-                        + abs(k3 / s2 - 0.28)
-                        + abs(k5 / s4 - 0.37)
-                        + 3 * abs(sizes[-1] / box - 1 / 30)
-                    )
-                    if best is None or cost < best[0]:
-                        best = (cost, Architecture(box, k1, k3, k5, sizes[-1], tuple(maps)))
-    if best is None:
-        raise ValueError(f"no DeepEM topology fits a {box_target} px box")
-    return best[1]
 
 
 class DeepEMNet(nn.Module):

@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deepem.commands.common import architecture
 from deepem.dataset import check_not_reserved, expand, match_labels, route_labels
 from deepem.errors import DeepEMError
 from deepem.io.coords.detect import names_micrographs
@@ -106,13 +107,19 @@ def check_pixel_size_known(config, micrographs):
         )
 
 
-def check_no_whitespace(paths, key):
-    """Snakemake passes paths to the rules' shell commands unquoted: one with a space would split."""
+SHELL_SPECIAL = set("'\"`$&;|<>()*?[]{}\\")  # what bash would read as syntax in an unquoted word
+
+
+def check_shell_safe(paths, key):
+    """Snakemake passes paths to the rules' shell commands unquoted: one with a space would split, and
+    one with a parenthesis, quote, ``$`` or ``;`` would be read as shell syntax."""
     for path in paths:
-        if any(c.isspace() for c in str(path)):
+        bad = next((c for c in str(path) if c.isspace() or c in SHELL_SPECIAL), None)
+        if bad is not None:
+            what = "a space" if bad.isspace() else f"the character {bad!r}"
             raise DeepEMError(
-                f"{key}: {path!r} has a space in its path, which the workflow's shell commands cannot pass; "
-                "rename it, or link it from a path without spaces"
+                f"{key}: {path!r} has {what} in its path, which the workflow's shell commands cannot pass; "
+                "rename it, or link it from a path of letters, digits and - _ . / only"
             )
 
 
@@ -128,8 +135,11 @@ def deepem_on_path():
 
 def home_expanded(config):
     """``results`` and ``relion_project`` with a leading ``~`` expanded, as the micrograph and label
-    patterns are: Snakemake does not, and would make a folder named ``~``."""
-    return {key: os.path.expanduser(config[key]) for key in ("results", "relion_project") if config.get(key)}
+    patterns are (Snakemake does not, and would make a folder named ``~``), and normalised: a trailing
+    ``/`` would put ``//`` in every output path, which Snakemake then never finds made."""
+    return {
+        key: os.path.normpath(os.path.expanduser(config[key])) for key in ("results", "relion_project") if config.get(key)
+    }
 
 
 def resolve(config):
@@ -156,7 +166,8 @@ def resolve(config):
                        ("labels.negatives", negatives), ("truth", truth), ("corrections", sum(corrections.values(), [])),
                        ("results", [os.path.abspath(config["results"])]),
                        ("relion_project", [config["relion_project"]] if config.get("relion_project") else [])):
-        check_no_whitespace(paths, key)
+        check_shell_safe(paths, key)
+    architecture(config["particle_px"], config["box_scale"], config["mode"])  # before any job starts
     project = config.get("relion_project")
     if project is not None and not Path(project).is_dir():
         raise DeepEMError(f"relion_project: {project} is not a directory; give the RELION project's directory, or null")

@@ -285,3 +285,13 @@ def test_simulate_refuses_a_size_it_cannot_hold_before_any_work(tmp_path, capsys
     assert exit_info.value.code == 2
     assert "--size 100000 px: simulate makes micrographs of at most 8192 px a side" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_an_argument_file_stands_for_its_lines(tmp_path, capsys):
+    """The workflow passes lists of files as @FILE, which a command line of any length cannot hold."""
+    from deepem.cli import main
+
+    (tmp_path / "picks.txt").write_text("image_name\tx_coord\ty_coord\nm\t10\t20\n")
+    (tmp_path / "args").write_text(f"{tmp_path / 'picks.txt'}\n\n")  # blank lines are no arguments
+    main(["convert", f"@{tmp_path / 'args'}", "--to", "csv", "-o", str(tmp_path / "out.csv")])
+    assert (tmp_path / "out.csv").read_text().splitlines()[1].startswith("m,10")

@@ -9,7 +9,8 @@ from scipy.spatial import cKDTree
 
 from conftest import run
 from deepem.io.coords import read_by_micrograph
-from deepem.model import DeepEMNet, design
+from deepem.model import DeepEMNet
+from deepem.topology import design
 from deepem.picking import score_map
 
 pytestmark = [

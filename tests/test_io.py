@@ -271,3 +271,14 @@ def test_merged_picks_route_bare_names_with_dots_whole_and_need_scores(tmp_path)
     (tmp_path / "u.star").write_text("data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n_rlnMicrographName #3\n1 2 m\n")
     with pytest.raises(DeepEMError, match="u.star: no rlnAutopickFigureOfMerit column"):
         read_by_micrograph(tmp_path / "u.star")
+
+
+def test_micrographs_named_like_missing_values_keep_their_names(tmp_path):
+    """pandas reads NA, null, None, NaN ... as missing unless told not to: a micrograph named so
+    became a float and crashed its pick job (before 0.12.0)."""
+    names = ["NA", "null", "None", "NaN", "n/a", "1e3"]
+    rows = [[n, f"/data/{n}.mrc", 1024, 1024, 1.0, 512, 512, 2.0] for n in names]
+    manifest.write(tmp_path, rows, 32)
+    table = manifest.read([tmp_path])
+    assert list(table.index) == names and list(table["name"]) == names
+    assert table["pixel_size"].dtype == float and table["particle_px"].tolist() == [32] * 6

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from deepem.model import DeepEMNet, design, load, save
+from deepem.model import DeepEMNet, load, save
+from deepem.topology import design
 from deepem.picking import pad_for_scoring, score_map
 
 

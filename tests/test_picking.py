@@ -11,7 +11,8 @@ from deepem.dataset import load_labels
 from deepem.errors import DeepEMError
 from deepem.io import manifest
 from deepem.io.coords import picks_table, read_by_micrograph, read_coordinates, write_star
-from deepem.model import STRIDE, DeepEMNet, design
+from deepem.model import STRIDE, DeepEMNet
+from deepem.topology import design
 from deepem.picking import box_middle, candidates, find_peaks, label_spacing, score_map, smoothed
 
 from conftest import run

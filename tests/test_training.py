@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from deepem.model import DeepEMNet, design
+from deepem.model import DeepEMNet
+from deepem.topology import design
 from deepem.training import batch_starts, best_f1_threshold, label_fraction, train, weight_average
 
 

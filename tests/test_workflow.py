@@ -181,9 +181,35 @@ def test_rerun_has_nothing_to_do_and_outputs_have_logs(finished_run):
     tmp, _ = finished_run
     dry = snakemake(tmp / "config.yaml", "-n")
     assert "Nothing to be done" in dry.stdout + dry.stderr
+    # results with a trailing slash name the same files (before 0.12.0: '//' in every path, never found made)
+    dry = snakemake(tmp / "config.yaml", "-n", "--config", f"results={tmp / 'results'}/")
+    assert "Nothing to be done" in dry.stdout + dry.stderr
     logs = tmp / "results" / "logs"
     assert (logs / "round_1" / "train.log").read_text().count("epoch") >= 30
     assert (tmp / "results" / "round_1" / "model" / "training.png").stat().st_size > 1000
+
+
+def test_provenance_takes_more_micrographs_than_a_command_line_holds(tiny_dataset, tmp_path):
+    """20,000 micrographs of long paths outgrow the kernel's 2 MB limit on a command's arguments. The
+    rules pass such lists as @FILE (before 0.12.0 provenance failed after all the picking)."""
+    mics = tmp_path / "MotionCorr" / "job002" / "Movies"
+    mics.mkdir(parents=True)
+    source = tiny_dataset / "micrographs" / "demo_000.mrc"
+    names = [f"FoilHole_{i:08d}_Data_12345678_12345678_20231015_101112_fractions" for i in range(20000)]
+    for name in names:
+        (mics / f"{name}.mrc").symlink_to(source)
+    assert sum(len(str(mics / f"{n}.mrc")) + 1 for n in names) > 2 ** 21
+    label = tmp_path / f"{names[0]}.star"
+    shutil.copy(tiny_dataset / "labels" / "demo_000_manualpick.star", label)
+    results = tmp_path / "results"
+    (results / "round_1").mkdir(parents=True)
+    for path in (results / "picks.star", results / "round_1" / "picks.star"):  # the run's picks, made before
+        path.write_text("")
+    config = write_config(tmp_path, tiny_dataset, micrographs=str(mics / "*.mrc"), truth=None, shards=64,
+                          labels={"positives": str(label), "negatives": None})
+    run(["snakemake", str(results / "provenance.json"), "--cores", "1", "--configfile", str(config),
+         "--allowed-rules", "provenance"])
+    assert "provenance of 20001 inputs" in (results / "logs" / "provenance.log").read_text()
 
 
 def test_lint_is_clean():
@@ -360,6 +386,19 @@ def case_space_in_a_path(data):
     return {"micrographs": str(data / "my micrographs" / "*.mrc")}, "my micrographs/demo_000.mrc' has a space in its path"
 
 
+def case_shell_syntax_in_a_path(data):
+    (data / "micrographs").rename(data / "grid(2)")
+    return {"micrographs": str(data / "grid(2)" / "*.mrc")}, "grid(2)/demo_000.mrc' has the character '(' in its path"
+
+
+def case_box_too_small_for_the_network(data):
+    return {"particle_px": 16}, "a box of 24 px (--particle-px 16 x --box-scale 1.5) is too small for the network"
+
+
+def case_empty_relion_project(data):
+    return {"relion_project": ""}, "'' should be non-empty"
+
+
 def case_relion_project_not_a_folder(data):
     return {"relion_project": str(data / "proj")}, "relion_project: " + str(data / "proj") + " is not a directory"
 
@@ -369,7 +408,9 @@ BAD = [case_missing_micrograph, case_not_mrc, case_truncated_mrc, case_nan_pixel
        case_particle_fewer_pixels_than_particle_px, case_particle_too_large,
        case_label_matching_nothing, case_coordinates_outside, case_duplicate_stems, case_reserved_name, case_no_labels,
        case_empty_label_set, case_wrong_type, case_unknown_key, case_corrections_for_the_last_round,
-       case_corrections_matching_nothing, case_correction_matching_no_micrograph, case_space_in_a_path, case_relion_project_not_a_folder]
+       case_corrections_matching_nothing, case_correction_matching_no_micrograph, case_space_in_a_path,
+       case_shell_syntax_in_a_path, case_box_too_small_for_the_network, case_empty_relion_project,
+       case_relion_project_not_a_folder]
 
 
 @pytest.mark.parametrize("case", BAD, ids=[c.__name__[5:] for c in BAD])
@@ -632,7 +673,7 @@ def test_corrections_keyed_by_round_number_as_the_readme_writes_them(two_rounds,
     mine.write_text(yaml.safe_dump(settings))
     assert "\n  1: " in mine.read_text()
     dry = snakemake(mine, "-n", "-p")
-    assert f"--corrections {corrected / 'demo_000.star'}" in dry.stdout
+    assert f"--corrections @<(printf '%s\\n' {corrected / 'demo_000.star'})" in dry.stdout
 
 
 def test_set_scatter_is_refused_rather_than_dropping_micrographs(tiny_dataset, tmp_path):
@@ -662,7 +703,7 @@ def test_an_empty_results_path_is_refused_by_the_schema():
 
 def test_corrections_keys_are_rounds_and_paths_with_spaces_are_refused(tmp_path):
     from deepem.errors import DeepEMError
-    from deepem.workflow import check_corrections, check_no_whitespace
+    from deepem.workflow import check_corrections, check_shell_safe
 
     fixed = tmp_path / "demo_000.star"
     fixed.write_text("data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n1 2\n")
@@ -673,7 +714,7 @@ def test_corrections_keys_are_rounds_and_paths_with_spaces_are_refused(tmp_path)
     with pytest.raises(DeepEMError, match=r"round 3 has no verification step .* set rounds \(--config rounds=N\)"):
         check_corrections({"rounds": 3, "corrections": {"3": str(fixed)}}, micrographs)
     with pytest.raises(DeepEMError, match="relion_project: '/data/my project' has a space in its path"):
-        check_no_whitespace(["/data/my project"], "relion_project")
+        check_shell_safe(["/data/my project"], "relion_project")
     from deepem.workflow import check_label_files
 
     both = tmp_path / "merged.star"  # names a by its file and b by its stem; d's empty file still labels it

@@ -6,6 +6,7 @@ import os
 import re
 
 from deepem.errors import DeepEMError
+from deepem.topology import design
 
 
 def add_geometry_args(parser):
@@ -207,8 +208,6 @@ def add_arch_args(parser):
 
 def architecture(particle_px, box_scale, mode):
     """The network for a particle of ``particle_px`` working pixels and a box ``box_scale`` times wider."""
-    from deepem.model import design
-
     box = int(round(particle_px * box_scale))
     try:
         return design(box, maps=MAPS[mode])

@@ -38,7 +38,7 @@ def read(directories):
         path = Path(d) / NAME
         if not path.is_file():
             raise DeepEMError(f"{path}: preprocessing manifest missing; rerun the preprocess step")
-        table = pd.read_csv(path, sep="\t", dtype={"name": str, "source": str})
+        table = pd.read_csv(path, sep="\t", dtype={"name": str, "source": str}, keep_default_na=False)
         table["dir"] = str(d)
         if "units" not in table:
             table["units"] = OLD_UNITS

@@ -18,8 +18,9 @@ rule evaluate:
     conda:
         ENV
     shell:
-        "deepem evaluate --picks {input.picks} --candidates {input.candidates} --truth {input.truth} "
-        "--positives {input.positives} --negatives {input.negatives} --corrections {input.corrections} --preprocessed {input.preprocessed} --diameter {params.diameter} "
+        "deepem evaluate --picks {input.picks} --candidates {input.candidates} --truth @<(printf '%s\\n' {input.truth:q}) "
+        "--positives @<(printf '%s\\n' {input.positives:q}) --negatives @<(printf '%s\\n' {input.negatives:q}) "
+        "--corrections @<(printf '%s\\n' {input.corrections:q}) --preprocessed {input.preprocessed} --diameter {params.diameter} "
         "-o {output} 2>&1 | tee {log}"
 
 

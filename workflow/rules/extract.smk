@@ -26,7 +26,7 @@ rule extract:
     conda:
         ENV
     shell:
-        "deepem extract --preprocessed {input.preprocessed} --positives {input.positives} "
-        "--negatives {input.negatives} --verified {input.verified} --diameter {params.diameter} --particle-px {params.particle_px} "
+        "deepem extract --preprocessed {input.preprocessed} --positives @<(printf '%s\\n' {input.positives:q}) "
+        "--negatives @<(printf '%s\\n' {input.negatives:q}) --verified {input.verified} --diameter {params.diameter} --particle-px {params.particle_px} "
         "--box-scale {params.box_scale} --background-ratio {params.background_ratio} "
         "--seed {params.seed} {params.flip_y} {params.complete} -o {output} > {log} 2>&1"

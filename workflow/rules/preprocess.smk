@@ -19,7 +19,7 @@ rule preprocess:
     conda:
         ENV
     shell:
-        "deepem preprocess {input} -o {output} {params.pixel_size} --diameter {params.diameter} "
+        "deepem preprocess @<(printf '%s\\n' {input:q}) -o {output} {params.pixel_size} --diameter {params.diameter} "
         "--particle-px {params.particle_px} --threads {threads} > {log} 2>&1"
 
 

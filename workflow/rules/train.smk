@@ -35,6 +35,6 @@ rule train:
     conda:
         ENV
     shell:
-        "deepem train {input.patches} {params.labelled} {input.preprocessed} --positives {input.positives} -o {params.outdir} --mode {params.mode} {params.epochs} "
+        "deepem train {input.patches} {params.labelled} {input.preprocessed} --positives @<(printf '%s\\n' {input.positives:q}) -o {params.outdir} --mode {params.mode} {params.epochs} "
         "--background-floor {params.background_floor} --min-distance {params.min_distance} --seed {params.seed} {params.flip_y} --threads {threads} "
         "--device {params.device} > {log} 2>&1"

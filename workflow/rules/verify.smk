@@ -22,5 +22,5 @@ rule verify:
         ENV
     shell:
         "deepem verify --candidates {input.candidates} --model {input.model} "
-        "--preprocessed {input.preprocessed} --corrections {input.corrections} "
+        "--preprocessed {input.preprocessed} --corrections @<(printf '%s\\n' {input.corrections:q}) "
         "--diameter {params.diameter} --threshold {params.threshold} -o {output} > {log} 2>&1"

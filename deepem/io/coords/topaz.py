@@ -22,7 +22,7 @@ def read(path):
     with open(path) as fh:
         header = fh.readline()
     try:
-        table = pd.read_csv(path, sep="\t" if "\t" in header else r"\s+", dtype={"image_name": str})
+        table = pd.read_csv(path, sep="\t" if "\t" in header else r"\s+", dtype={"image_name": str}, keep_default_na=False)
     except (ValueError, pd.errors.ParserError) as exc:
         raise DeepEMError(f"{path}: not a readable Topaz file ({exc})") from None
     if not {"x_coord", "y_coord"} <= set(table.columns):
