@@ -3,7 +3,8 @@
 Each subcommand module has a docstring (its help text, with an example), ``add_args(parser)``
 and ``main(args)``. A ``DeepEMError`` is printed as one line and exits with status 2. An
 argument ``@FILE`` stands for the lines of FILE, one argument per line (blank lines skipped): the
-workflow passes its lists of files so, which can outgrow the system's limit on a command line.
+workflow passes its lists of files so, which can outgrow the system's limit on a command line. A
+file whose name starts with ``@`` is given as ``./@name``.
 """
 
 import argparse

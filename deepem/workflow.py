@@ -167,7 +167,17 @@ def resolve(config):
                        ("results", [os.path.abspath(config["results"])]),
                        ("relion_project", [config["relion_project"]] if config.get("relion_project") else [])):
         check_shell_safe(paths, key)
-    architecture(config["particle_px"], config["box_scale"], config["mode"])  # before any job starts
+    try:  # before any job starts
+        architecture(config["particle_px"], config["box_scale"], config["mode"])
+    except DeepEMError:
+        box = int(round(config["particle_px"] * config["box_scale"]))
+        raise DeepEMError(
+            f"particle_px: {config['particle_px']} with box_scale: {config['box_scale']:g} makes a box of {box} px, too "
+            "small for the network; use the defaults (32 and 1.5)"
+        ) from None
+    for key in ("results", "relion_project"):
+        if str(config.get(key) or "").startswith("@"):
+            raise DeepEMError(f"{key}: {config[key]!r} starts with '@', which deepem reads as a file of arguments; rename it")
     project = config.get("relion_project")
     if project is not None and not Path(project).is_dir():
         raise DeepEMError(f"relion_project: {project} is not a directory; give the RELION project's directory, or null")

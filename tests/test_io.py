@@ -282,3 +282,10 @@ def test_micrographs_named_like_missing_values_keep_their_names(tmp_path):
     table = manifest.read([tmp_path])
     assert list(table.index) == names and list(table["name"]) == names
     assert table["pixel_size"].dtype == float and table["particle_px"].tolist() == [32] * 6
+
+
+def test_a_csv_row_of_a_micrograph_named_na_keeps_its_name(tmp_path):
+    from deepem.io.coords import MIC, read_picks
+
+    (tmp_path / "picks.csv").write_text("micrograph,x,y\nNA,10,20\nnull,30,40\n")
+    assert read_picks(tmp_path / "picks.csv")[MIC].tolist() == ["NA", "null"]

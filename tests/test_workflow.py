@@ -392,7 +392,11 @@ def case_shell_syntax_in_a_path(data):
 
 
 def case_box_too_small_for_the_network(data):
-    return {"particle_px": 16}, "a box of 24 px (--particle-px 16 x --box-scale 1.5) is too small for the network"
+    return {"particle_px": 16}, "particle_px: 16 with box_scale: 1.5 makes a box of 24 px, too small for the network"
+
+
+def case_results_starting_with_an_at(data):
+    return {"results": "@run1"}, "results: '@run1' starts with '@', which deepem reads as a file of arguments"
 
 
 def case_empty_relion_project(data):
@@ -409,7 +413,8 @@ BAD = [case_missing_micrograph, case_not_mrc, case_truncated_mrc, case_nan_pixel
        case_label_matching_nothing, case_coordinates_outside, case_duplicate_stems, case_reserved_name, case_no_labels,
        case_empty_label_set, case_wrong_type, case_unknown_key, case_corrections_for_the_last_round,
        case_corrections_matching_nothing, case_correction_matching_no_micrograph, case_space_in_a_path,
-       case_shell_syntax_in_a_path, case_box_too_small_for_the_network, case_empty_relion_project,
+       case_shell_syntax_in_a_path, case_box_too_small_for_the_network, case_results_starting_with_an_at,
+       case_empty_relion_project,
        case_relion_project_not_a_folder]
 
 

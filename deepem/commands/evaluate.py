@@ -13,7 +13,7 @@ Example:
         --truth demo/truth/*.star --positives demo/labels/*.star --preprocessed results/preprocessed/* \\
         --diameter 150 -o results/round_1/metrics.json
     deepem convert topaz_picks.txt --micrographs 'mics/*.mrc' --to relion -o topaz.star
-    deepem evaluate --picks topaz.star --truth 'truth/*.star' --micrographs 'mics/*.mrc' --diameter 150 -o topaz.json
+    deepem evaluate --picks topaz.star --truth truth/*.star --micrographs mics/*.mrc --diameter 150 -o topaz.json
 """
 
 import json

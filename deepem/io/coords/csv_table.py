@@ -26,7 +26,7 @@ def canonical_columns(names):
 
 def read(path):
     try:
-        table = pd.read_csv(path, dtype=str, skipinitialspace=True, encoding="utf-8-sig")
+        table = pd.read_csv(path, dtype=str, skipinitialspace=True, encoding="utf-8-sig", keep_default_na=False)
     except (ValueError, pd.errors.ParserError) as exc:
         raise DeepEMError(f"{path}: not a readable CSV file ({exc})") from None
     columns = canonical_columns(table.columns)
