@@ -2,14 +2,16 @@
 
 Each subcommand module has a docstring (its help text, with an example), ``add_args(parser)``
 and ``main(args)``. A ``DeepEMError`` is printed as one line and exits with status 2. An
-argument ``@FILE`` stands for the lines of FILE, one argument per line (blank lines skipped): the
-workflow passes its lists of files so, which can outgrow the system's limit on a command line. A
-file whose name starts with ``@`` is given as ``./@name``.
+argument ``@FILE`` stands for the lines of FILE, one argument per line (blank lines skipped; a line
+is never itself read as ``@FILE``): the workflow passes its lists of files so, which can outgrow the
+system's limit on a command line. A file whose name starts with ``@`` is given as ``./@name``. Run
+records (``run.json``) hold the command with its argument files expanded.
 """
 
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from deepem import __version__
 from deepem.errors import DeepEMError
@@ -22,8 +24,7 @@ COMMANDS = [
 
 def build_parser(only=None):
     """The parser for every subcommand, or for ``only`` that one (its module alone is imported)."""
-    parser = argparse.ArgumentParser(prog="deepem", description=__doc__.splitlines()[0], fromfile_prefix_chars="@")
-    parser.convert_arg_line_to_args = _line_argument
+    parser = argparse.ArgumentParser(prog="deepem", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"deepem {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in [only] if only else COMMANDS:
@@ -37,13 +38,27 @@ def build_parser(only=None):
     return parser
 
 
-def _line_argument(line):
-    return [line] if line else []
+def expand_argument_files(argv, parser):
+    """``argv`` with each ``@FILE`` replaced by the non-blank lines of FILE."""
+    expanded = []
+    for arg in argv:
+        if not arg.startswith("@"):
+            expanded.append(arg)
+            continue
+        try:
+            lines = Path(arg[1:]).read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            parser.error(f"cannot read the argument file {arg[1:]!r} ({exc}); an input whose name starts with '@' is given as ./@NAME")
+        expanded += [line for line in lines if line]
+    return expanded
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv[0] if argv and argv[0] in COMMANDS else None).parse_args(argv)
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
+    argv = expand_argument_files(argv, parser)
+    args = parser.parse_args(argv)
+    args.command_line = ["deepem", *argv]
     try:
         args.func(args)
     except DeepEMError as exc:

@@ -40,10 +40,11 @@ def versions():
 
 
 def run_record(args, device):
-    """Everything a run should write next to its outputs (cryoDRGN style)."""
+    """Everything a run should write next to its outputs (cryoDRGN style); the command has its
+    ``@FILE`` arguments expanded (``deepem.cli``)."""
     return {
-        "command": sys.argv,
-        "args": {k: v for k, v in vars(args).items() if k != "func"},
+        "command": getattr(args, "command_line", sys.argv),
+        "args": {k: v for k, v in vars(args).items() if k not in ("func", "command_line")},
         "versions": versions(),
         "host": platform.node(),
         "device": str(device),

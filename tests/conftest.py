@@ -1,5 +1,10 @@
+import atexit
+import functools
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,11 +14,32 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def run(cmd, cwd=ROOT, check=True, **kw):
-    """Run a command with the test interpreter's bin/ first on PATH; returns CompletedProcess."""
-    import os
+@functools.cache
+def no_controller_conf():
+    """A SLURM config naming no running controller, with a 1 s message timeout; None without a SLURM
+    client. Snakemake's SLURM executor plugin runs `scontrol show config` whenever snakemake starts,
+    even to run jobs locally; where a SLURM client is installed but no controller answers (this
+    machine outside tests/test_slurm.py, whose runs use their own environment), that call waits 9 s,
+    some 12 minutes over the suite's Snakemake runs. With this config it finds no controller at once."""
+    if not shutil.which("scontrol"):
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="deepem-test-slurm-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    (folder / "slurm.conf").write_text("ClusterName=none\nSlurmctldHost=localhost\nMessageTimeout=1\n")
+    return str(folder / "slurm.conf")
 
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+
+def local_env(path=None):
+    """The environment for local (not SLURM) runs: PATH with the test interpreter's bin/ first."""
+    env = {**os.environ, "PATH": f"{BIN}:{path or os.environ['PATH']}"}
+    if no_controller_conf():
+        env["SLURM_CONF"] = no_controller_conf()
+    return env
+
+
+def run(cmd, cwd=ROOT, check=True, **kw):
+    """Run a command locally (``local_env``); returns CompletedProcess."""
+    env = local_env()
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kw)
     if check and result.returncode != 0:
         raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")

@@ -295,3 +295,14 @@ def test_an_argument_file_stands_for_its_lines(tmp_path, capsys):
     (tmp_path / "args").write_text(f"{tmp_path / 'picks.txt'}\n\n")  # blank lines are no arguments
     main(["convert", f"@{tmp_path / 'args'}", "--to", "csv", "-o", str(tmp_path / "out.csv")])
     assert (tmp_path / "out.csv").read_text().splitlines()[1].startswith("m,10")
+
+
+def test_an_unreadable_argument_file_is_named_with_the_fix(tmp_path, capsys):
+    from deepem.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["convert", f"@{tmp_path / 'missing'}", "--to", "csv", "-o", str(tmp_path / "out.csv")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"cannot read the argument file '{tmp_path / 'missing'}'" in err and "given as ./@NAME" in err
+    assert not (tmp_path / "out.csv").exists()

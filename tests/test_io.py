@@ -117,6 +117,21 @@ def test_a_header_without_sampling_gives_no_pixel_size_not_an_error(tmp_path):
     assert image.shape == (64, 96) and px is None
 
 
+def test_pixels_that_are_not_square_are_refused_by_name(tmp_path):
+    """deepem scales x and y alike: a header giving 1.0 x 1.2 A pixels would pick squashed particles."""
+    for name, voxel in {"square.mrc": (1.0, 1.005, 1.0), "oblong.mrc": (1.0, 1.2, 1.0), "no_y.mrc": (1.0, 1.2, 1.0)}.items():
+        with mrcfile.new(tmp_path / name) as m:
+            m.set_data(np.random.default_rng(0).normal(size=(64, 96)).astype(np.float32))
+            m.voxel_size = voxel
+            if name == "no_y.mrc":
+                m.header.my = 0  # no y sampling stated: the x size stands
+    assert read_header(tmp_path / "square.mrc")[2] == pytest.approx(1.0)
+    assert read_header(tmp_path / "no_y.mrc")[2] == pytest.approx(1.0)
+    for read in (read_header, read_micrograph):
+        with pytest.raises(DeepEMError, match=r"oblong.mrc: the header gives pixels of 1 A in x but 1.2 A in y"):
+            read(tmp_path / "oblong.mrc")
+
+
 def test_an_output_under_a_file_is_refused_by_name(tmp_path):
     from deepem.io.atomic import atomic_path
 

@@ -15,7 +15,7 @@ import pytest
 import starfile
 import torch
 
-from conftest import BIN, ROOT, run, snakemake, write_config
+from conftest import ROOT, local_env, run, snakemake, write_config
 from deepem.io.coords import read_star_table
 from deepem.io.micrograph import write_mrc
 from deepem.model import DeepEMNet, save
@@ -33,7 +33,7 @@ def _pick_files(results):
 def test_killed_pick_shard_is_redone_alone_and_results_are_byte_identical(finished_run, tiny_dataset, tmp_path):
     reference, _ = finished_run
     config = write_config(tmp_path, tiny_dataset)
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env = local_env()
     cmd = ["snakemake", "--cores", "2", "--configfile", str(config)]  # same threads as the reference run
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     picks = tmp_path / "results" / "round_1" / "picks"

@@ -12,7 +12,7 @@ import starfile
 import yaml
 import torch
 
-from conftest import BIN, ROOT, run, snakemake, write_config
+from conftest import BIN, ROOT, local_env, run, snakemake, write_config
 from deepem.cli import main as cli
 from deepem.dataset import load_labels
 from deepem.io import manifest
@@ -189,6 +189,17 @@ def test_rerun_has_nothing_to_do_and_outputs_have_logs(finished_run):
     assert (tmp / "results" / "round_1" / "model" / "training.png").stat().st_size > 1000
 
 
+def test_the_training_record_holds_the_command_with_its_argument_files_expanded(finished_run, tiny_dataset):
+    """The rules pass file lists as @<(printf ...): run.json must name the files, not /dev/fd/63."""
+    record = json.loads((finished_run[0] / "results" / "round_1" / "model" / "run.json").read_text())
+    command = record["command"]
+    assert command[:2] == ["deepem", "train"] and not any(arg.startswith("@") for arg in command)
+    labels = sorted(str(path) for path in (tiny_dataset / "labels").glob("*.star"))
+    at = command.index("--positives")
+    assert sorted(command[at + 1 : at + 1 + len(labels)]) == labels == sorted(record["args"]["positives"])
+    assert "command_line" not in record["args"]
+
+
 def test_provenance_takes_more_micrographs_than_a_command_line_holds(tiny_dataset, tmp_path):
     """20,000 micrographs of long paths outgrow the kernel's 2 MB limit on a command's arguments. The
     rules pass such lists as @FILE (before 0.12.0 provenance failed after all the picking)."""
@@ -219,11 +230,10 @@ def test_lint_is_clean():
 
 def test_the_venvs_snakemake_runs_jobs_without_the_venv_activated(tiny_dataset, tmp_path):
     """`.venv/bin/snakemake` run by its path: the rules' `deepem` is found beside the interpreter."""
-    import os
     import subprocess
 
     config = write_config(tmp_path, tiny_dataset)
-    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    env = {**local_env(), "PATH": "/usr/bin:/bin"}
     result = subprocess.run([str(BIN / "snakemake"), str(tmp_path / "results" / "preprocessed_labelled"),
                              "--cores", "2", "--configfile", str(config)],
                             cwd=ROOT, env=env, capture_output=True, text=True)
@@ -314,6 +324,11 @@ def case_movie_stack(data):
 def case_mixed_pixel_sizes(data):
     _rewrite(data / "micrographs" / "demo_002.mrc", voxel=3.0)
     return {}, "pixel size 3 A differs from 2 A"
+
+
+def case_pixels_not_square(data):
+    _rewrite(data / "micrographs" / "demo_002.mrc", voxel=(2.0, 2.4, 2.0))
+    return {}, "demo_002.mrc: the header gives pixels of 2 A in x but 2.4 A in y; deepem needs square pixels"
 
 
 def case_pixel_size_missing(data):
@@ -408,8 +423,8 @@ def case_relion_project_not_a_folder(data):
 
 
 BAD = [case_missing_micrograph, case_not_mrc, case_truncated_mrc, case_nan_pixels, case_movie_stack,
-       case_mixed_pixel_sizes, case_pixel_size_missing, case_image_without_pixel_size, case_particle_too_small,
-       case_particle_fewer_pixels_than_particle_px, case_particle_too_large,
+       case_mixed_pixel_sizes, case_pixels_not_square, case_pixel_size_missing, case_image_without_pixel_size,
+       case_particle_too_small, case_particle_fewer_pixels_than_particle_px, case_particle_too_large,
        case_label_matching_nothing, case_coordinates_outside, case_duplicate_stems, case_reserved_name, case_no_labels,
        case_empty_label_set, case_wrong_type, case_unknown_key, case_corrections_for_the_last_round,
        case_corrections_matching_nothing, case_correction_matching_no_micrograph, case_space_in_a_path,
