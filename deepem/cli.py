@@ -46,19 +46,20 @@ def expand_argument_files(argv, parser):
             expanded.append(arg)
             continue
         try:
-            lines = Path(arg[1:]).read_text().splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
+            text = Path(arg[1:]).read_text(encoding=sys.getfilesystemencoding(), errors=sys.getfilesystemencodeerrors())
+            lines = text.splitlines()
+        except OSError as exc:
             parser.error(f"cannot read the argument file {arg[1:]!r} ({exc}); an input whose name starts with '@' is given as ./@NAME")
         expanded += [line for line in lines if line]
     return expanded
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+    program, argv = (sys.argv[0], sys.argv[1:]) if argv is None else ("deepem", argv)
     parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     argv = expand_argument_files(argv, parser)
     args = parser.parse_args(argv)
-    args.command_line = ["deepem", *argv]
+    args.command_line = [program, *argv]
     try:
         args.func(args)
     except DeepEMError as exc:

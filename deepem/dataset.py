@@ -19,7 +19,7 @@ import pandas as pd
 from deepem.errors import DeepEMError
 from deepem.io.coords import MIC, read_picks
 from deepem.io.coords.formats import micrograph_centres
-from deepem.io.micrograph import micrograph_names, read_header
+from deepem.io.micrograph import check_square_pixels, micrograph_names, read_header
 from deepem.patches import check_inside
 
 
@@ -147,6 +147,9 @@ def micrograph_table(patterns, pixel_size):
     table = pd.DataFrame(rows, columns=["name", "source", "height", "width", "pixel_size"]).set_index("name", drop=False)
     if pixel_size:
         table["pixel_size"] = pixel_size
+    else:
+        for path in table["source"]:
+            check_square_pixels(path)
     return table
 
 

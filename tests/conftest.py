@@ -29,9 +29,9 @@ def no_controller_conf():
     return str(folder / "slurm.conf")
 
 
-def local_env(path=None):
+def local_env():
     """The environment for local (not SLURM) runs: PATH with the test interpreter's bin/ first."""
-    env = {**os.environ, "PATH": f"{BIN}:{path or os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
     if no_controller_conf():
         env["SLURM_CONF"] = no_controller_conf()
     return env

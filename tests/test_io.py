@@ -117,19 +117,33 @@ def test_a_header_without_sampling_gives_no_pixel_size_not_an_error(tmp_path):
     assert image.shape == (64, 96) and px is None
 
 
-def test_pixels_that_are_not_square_are_refused_by_name(tmp_path):
-    """deepem scales x and y alike: a header giving 1.0 x 1.2 A pixels would pick squashed particles."""
+def test_pixels_that_are_not_square_are_refused_by_name_unless_pixel_size_overrides(tmp_path, capsys):
+    """deepem scales x and y alike: a header giving 1.0 x 1.2 A pixels would pick squashed particles.
+    Where pixel_size is given, the header's sizes are not used, and the file is taken."""
+    from deepem.cli import main
+    from deepem.dataset import micrograph_table
+    from deepem.io.micrograph import check_square_pixels
+
     for name, voxel in {"square.mrc": (1.0, 1.005, 1.0), "oblong.mrc": (1.0, 1.2, 1.0), "no_y.mrc": (1.0, 1.2, 1.0)}.items():
         with mrcfile.new(tmp_path / name) as m:
             m.set_data(np.random.default_rng(0).normal(size=(64, 96)).astype(np.float32))
             m.voxel_size = voxel
             if name == "no_y.mrc":
                 m.header.my = 0  # no y sampling stated: the x size stands
-    assert read_header(tmp_path / "square.mrc")[2] == pytest.approx(1.0)
-    assert read_header(tmp_path / "no_y.mrc")[2] == pytest.approx(1.0)
-    for read in (read_header, read_micrograph):
-        with pytest.raises(DeepEMError, match=r"oblong.mrc: the header gives pixels of 1 A in x but 1.2 A in y"):
-            read(tmp_path / "oblong.mrc")
+    check_square_pixels(tmp_path / "square.mrc")
+    check_square_pixels(tmp_path / "no_y.mrc")
+    message = r"oblong.mrc: the header gives pixels of 1 A in x but 1.2 A in y; deepem needs square pixels"
+    with pytest.raises(DeepEMError, match=message):
+        check_square_pixels(tmp_path / "oblong.mrc")
+    with pytest.raises(DeepEMError, match=message):
+        micrograph_table([str(tmp_path / "oblong.mrc")], None)
+    assert micrograph_table([str(tmp_path / "oblong.mrc")], 1.1)["pixel_size"].iloc[0] == 1.1
+    command = ["preprocess", str(tmp_path / "oblong.mrc"), "--diameter", "16", "--particle-px", "8"]
+    with pytest.raises(SystemExit):
+        main([*command, "-o", str(tmp_path / "refused")])
+    assert "deepem needs square pixels" in capsys.readouterr().err and not (tmp_path / "refused").exists()
+    main([*command, "--pixel-size", "1.0", "-o", str(tmp_path / "taken")])
+    assert (tmp_path / "taken" / "oblong.mrc").exists()
 
 
 def test_an_output_under_a_file_is_refused_by_name(tmp_path):

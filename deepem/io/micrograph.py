@@ -79,7 +79,7 @@ def read_header(path):
             with Image.open(path) as img:
                 return img.height, img.width, None
         with _strict_mrc(path, header_only=True) as mrc:
-            voxel = _pixel_size(mrc.header, path)
+            voxel = _pixel_size(mrc.header)
             height, width = int(mrc.header.ny), int(mrc.header.nx)
     except (OSError, ValueError, AttributeError, RuntimeWarning) as exc:
         kind = "image" if path.suffix.lower() in IMAGE_SUFFIXES else "MRC"
@@ -94,7 +94,7 @@ def _read_mrc(path):
         with _strict_mrc(path) as mrc:
             data = mrc.data.view(np.uint8) if _unsigned_bytes(mrc.header) else mrc.data
             data = np.asarray(data, dtype=np.float32)
-            voxel = _pixel_size(mrc.header, path)
+            voxel = _pixel_size(mrc.header)
     except (ValueError, OSError, RuntimeWarning) as exc:
         raise DeepEMError(f"{path}: not a readable MRC file ({exc}); check it is a complete, uncorrupted MRC") from None
     if data.ndim == 3:
@@ -108,21 +108,30 @@ def _read_mrc(path):
     return data, voxel
 
 
-def _pixel_size(header, path):
-    """The header's pixel size in A (cell length / sampling), or None where it gives none: mrcfile's
-    own division would warn, which reading turns into an error, when the sampling ``mx`` is 0. Pixels
-    that are not square (x and y sizes more than 1 % apart) are an error: deepem scales both axes alike."""
-    x, y = (_axis_size(int(n), float(cell)) for n, cell in ((header.mx, header.cella.x), (header.my, header.cella.y)))
-    if x and y and abs(y / x - 1) > 0.01:
-        raise DeepEMError(
-            f"{path}: the header gives pixels of {x:g} A in x but {y:g} A in y; deepem needs square pixels: "
-            "resample the micrograph, or correct the header if its pixels are square (IMOD: alterheader)"
-        )
-    return x
+def _pixel_size(header):
+    """The header's x pixel size in A (cell length / sampling), or None where it gives none: mrcfile's
+    own division would warn, which reading turns into an error, when the sampling ``mx`` is 0."""
+    return _axis_size(int(header.mx), float(header.cella.x))
 
 
 def _axis_size(sampling, cell):
     return cell / sampling if sampling > 0 and cell > 0 and math.isfinite(cell) else None
+
+
+def check_square_pixels(path):
+    """Refuse an MRC whose header gives x and y pixel sizes more than 1 % apart: deepem scales both
+    axes by the x size. Callers check where the header's size is used, not overridden."""
+    path = Path(path)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return
+    with _strict_mrc(path, header_only=True) as mrc:
+        x, y = _pixel_size(mrc.header), _axis_size(int(mrc.header.my), float(mrc.header.cella.y))
+    if x and y and abs(y / x - 1) > 0.01:
+        raise DeepEMError(
+            f"{path}: the header gives pixels of {x:g} A in x but {y:g} A in y; deepem needs square pixels: "
+            "resample the micrograph or, if its pixels are square, set pixel_size in the config (--pixel-size), "
+            "which overrides the header"
+        )
 
 
 IMOD_STAMP = 1146047817  # 'IMOD' at byte 152 of the header; the flags after it say how bytes are stored
