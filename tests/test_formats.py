@@ -120,6 +120,48 @@ def test_star_writers_quote_micrograph_names_with_spaces(fmt, tmp_path):
     assert sorted(set(names)) == sorted(expected)
 
 
+@pytest.mark.parametrize("fmt", ["relion", "relion-dir", "cryosparc"])
+def test_star_writers_quote_names_a_star_parser_would_read_as_syntax(fmt, tmp_path):
+    """cryosparc_picks.star names files without their folder: data_001.mrc unquoted starts a new block."""
+    picks = _reference_picks()
+    out = tmp_path / "out"
+    sources = dict(zip(picks, ["data_001.mrc", "_x.mrc"]))
+    with open_writers({fmt: out}, WriteOptions(box_size=64)) as add:
+        for name, table in picks.items():
+            add(name, sources[name], table)  # names relative to the project, as relion_project makes them
+    names = (starfile.read(out / "autopick.star") if fmt == "relion-dir" else read_picks(out))[MIC]
+    assert sorted(set(names)) == sorted(sources.values())
+
+
+def test_write_star_quotes_names_a_star_parser_would_read_as_syntax(tmp_path):
+    from deepem.io.coords import read_star_table, write_star
+
+    table = pd.DataFrame({MIC: ["data_001.mrc", "loop_2.mrc", "_3.mrc", "with space.mrc"], X: [1.0, 2, 3, 4], Y: [5.0, 6, 7, 8]})
+    write_star(tmp_path / "picks.star", table)
+    back = read_star_table(tmp_path / "picks.star")
+    assert back[MIC].tolist() == table[MIC].tolist()
+    np.testing.assert_allclose(back[[X, Y]].to_numpy(float), table[[X, Y]].to_numpy())
+
+
+def test_merged_picks_that_state_a_pixel_size_or_shifts_are_refused_with_the_conversion():
+    """evaluate and verify read picks as centres in the micrographs' pixels: a binned or refined
+    particle STAR would be scored in the wrong place."""
+    from deepem.io.coords import read_by_micrograph
+
+    for name, stated in (("particles_bin2.star", "rlnMicrographPixelSize"), ("particles_refined.star", "rlnOriginXAngst")):
+        with pytest.raises(DeepEMError, match=rf"{name}: its particles state .*{stated}.* deepem convert FILE --micrographs"):
+            read_by_micrograph(DATA / name)
+
+
+def test_convert_to_relion_dir_or_cryosparc_needs_micrograph_file_names(tmp_path):
+    """Topaz names micrographs by stem: RELION and cryoSPARC match the file names, extension and all."""
+    for to in ("relion-dir", "cryosparc"):
+        result = run(["deepem", "convert", str(DATA / "topaz_picks.txt"), "--to", to, "-o", str(tmp_path / to)], check=False)
+        assert result.returncode == 2, result.stdout
+        assert "topaz_picks.txt: its micrograph column gives 'mic_a', not a file name; give --micrographs" in result.stderr
+        assert not (tmp_path / to).exists()
+
+
 def test_refined_relion_particles_are_moved_by_their_shifts_to_their_centres():
     refined, reference = by_micrograph(DATA / "particles_refined.star"), by_micrograph(DATA / "particles.star")
     for mic in reference:

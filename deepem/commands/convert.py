@@ -35,7 +35,7 @@ from deepem.dataset import micrograph_table, once, route_labels
 from deepem.errors import DeepEMError
 from deepem.io.coords import MIC, SCORE, X, Y, read_picks
 from deepem.io.coords.formats import READERS, WRITERS, WriteOptions, box_size, micrograph_centres, open_writers
-from deepem.io.micrograph import name_of
+from deepem.io.micrograph import SUFFIXES, name_of
 from deepem.patches import check_inside
 
 RELION_PICK_SUFFIXES = ("_autopick", "_manualpick")
@@ -110,9 +110,10 @@ def collect(args, mics):
             xy.append(centres)
             scores.append(np.zeros(0) if empty else picks[SCORE].to_numpy(float) if SCORE in picks.columns else None)
             source = source or entry
-            if args.to in ("relion-dir", "cryosparc") and source is None:
+            if args.to in ("relion-dir", "cryosparc") and (source is None or PurePath(source).suffix.lower() not in SUFFIXES):
+                what = "no micrograph column" if source is None else f"its micrograph column gives {source!r}, not a file name"
                 raise DeepEMError(
-                    f"{path}: no micrograph column; give --micrographs so the {args.to} output can name the micrograph files"
+                    f"{path}: {what}; give --micrographs so the {args.to} output can name the micrograph files"
                 )
         scored = all(s is not None for s in scores)
         out[name] = (source or name, np.concatenate(xy), np.concatenate(scores) if scored else None)

@@ -12,7 +12,7 @@ import starfile
 
 from deepem.errors import DeepEMError
 from deepem.io.atomic import atomic_path
-from deepem.io.coords.columns import MIC, SCORE, X, Y
+from deepem.io.coords.columns import MIC, ORIGIN_PX, ORIGIN_X, ORIGIN_Y, PIXEL_SIZE, SCORE, X, Y
 from deepem.io.micrograph import name_of
 
 
@@ -45,8 +45,18 @@ def read_star_table(path):
 
 
 def read_by_micrograph(path):
-    """``{micrograph name: (xy (n, 2), scores (n,))}`` from a merged picks STAR (rlnMicrographName)."""
-    table = read_star_table(path)
+    """``{micrograph name: (xy (n, 2), scores (n,))}`` from a merged picks STAR (rlnMicrographName), whose
+    coordinates are centres in pixels of the micrographs. A particle STAR that states another pixel size
+    or shifts is refused: ``deepem convert`` places such particles."""
+    blocks = read_blocks(path)
+    table = coordinate_loop(blocks, path)
+    stated = [c for c in (PIXEL_SIZE, ORIGIN_X, ORIGIN_Y, *ORIGIN_PX) if c in table.columns]
+    stated += [PIXEL_SIZE for b in blocks.values() if isinstance(b, pd.DataFrame) and PIXEL_SIZE in b.columns][:1]
+    if stated:
+        raise DeepEMError(
+            f"{path}: its particles state {' and '.join(sorted(set(stated)))}, which a merged picks STAR does not "
+            "hold; place them on the micrographs first: deepem convert FILE --micrographs MICS --to relion -o picks.star"
+        )
     if not len(table):
         return {}
     missing = [c for c in (MIC, SCORE) if c not in table.columns]
@@ -63,6 +73,8 @@ def write_star(path, table, float_format="%.2f"):
     """Write a one-loop STAR file atomically and reproducibly (no timestamp line); scores in SCORE_FORMAT."""
     if SCORE in table.columns and len(table):
         table = table.assign(**{SCORE: [SCORE_FORMAT % v for v in table[SCORE].to_numpy(float).tolist()]})
+    texts = [c for c in table.columns if pd.api.types.is_string_dtype(table[c]) and c != SCORE]
+    table = table.assign(**{c: [_reserved_quoted(v) for v in table[c].tolist()] for c in texts})
     with atomic_path(path) as tmp:
         starfile.write(table, tmp, float_format=float_format, overwrite=True)
         text = Path(tmp).read_text()
@@ -76,9 +88,18 @@ def loop_header(columns, block=""):
 _WHITESPACE = re.compile(r"\s").search
 
 
+STAR_RESERVED = ("data_", "loop_", "save_", "global_", "stop_", "_", "#")  # what a STAR parser reads as syntax
+
+
+def _reserved_quoted(value):
+    """starfile quotes values with whitespace itself, but not ``data_001.mrc``, which it then reads as a block."""
+    return f'"{value}"' if isinstance(value, str) and value.startswith(STAR_RESERVED) and not _WHITESPACE(value) else value
+
+
 def quoted(text):
-    """A STAR value: in double quotes when it holds whitespace (a file name with a space), as starfile writes it."""
-    return f'"{text}"' if _WHITESPACE(text) else text
+    """A STAR value: in double quotes when it holds whitespace (a file name with a space), as starfile
+    writes it, or when it starts as a STAR keyword, label or comment would (``data_001.mrc``)."""
+    return f'"{text}"' if _WHITESPACE(text) or text.startswith(STAR_RESERVED) else text
 
 
 def _texts(column, rows, float_format, star):
