@@ -103,7 +103,9 @@ def test_binned_relion_coordinates_need_the_micrographs_pixel_size(tmp_path):
     result = run(["deepem", "convert", str(DATA / "particles_bin2.star"), "--micrographs", str(tmp_path / "mic_a.mrc"),
                   "--to", "csv", "-o", str(tmp_path / "x.csv")], check=False)
     assert result.returncode == 2 and "picked at 2 A/px" in result.stderr and not (tmp_path / "x.csv").exists()
-    run(["deepem", "convert", str(DATA / "particles_bin2.star"), "--to", "csv", "-o", str(tmp_path / "x.csv")])
+    log = run(["deepem", "convert", str(DATA / "particles_bin2.star"), "--to", "csv", "-o", str(tmp_path / "x.csv")]).stdout
+    assert "particles_bin2.star: coordinates picked at 2 A/px (rlnMicrographPixelSize) stay in that frame" in log
+    assert log.count("warning") == 1  # once per file, not per micrograph
     kept = pd.read_csv(tmp_path / "x.csv")  # without micrographs: the file's own frame
     np.testing.assert_allclose(kept[kept["micrograph"].str.contains("mic_a")][["x", "y"]], xy(binned), atol=0.01)
 

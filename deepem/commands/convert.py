@@ -34,6 +34,7 @@ from deepem.commands import common
 from deepem.dataset import micrograph_table, once, route_labels
 from deepem.errors import DeepEMError
 from deepem.io.coords import MIC, SCORE, X, Y, read_picks
+from deepem.io.coords.columns import PIXEL_SIZE
 from deepem.io.coords.formats import READERS, WRITERS, WriteOptions, box_size, micrograph_centres, open_writers
 from deepem.io.micrograph import SUFFIXES, name_of
 from deepem.patches import check_inside
@@ -92,7 +93,7 @@ def collect(args, mics):
         }
     else:
         routed = route_by_content(args.inputs, args.source_format)
-    out = {}
+    out, warned = {}, set()
     for name in sorted(routed):
         row = mics.loc[name] if mics is not None else None
         pixel_size = args.pixel_size if row is None or pd.isna(row["pixel_size"]) else row["pixel_size"]
@@ -105,6 +106,13 @@ def collect(args, mics):
                     raise DeepEMError(f"{path}: --min-score needs scores, and this file has none")
                 picks = picks[picks[SCORE] >= args.min_score]
             centres = micrograph_centres(picks, path, pixel_size, height, args.flip_y, keep_frame=row is None)
+            if pixel_size is None and PIXEL_SIZE in picks.columns and len(picks) and path not in warned:
+                warned.add(path)
+                print(
+                    f"warning: {path}: coordinates picked at {picks[PIXEL_SIZE].iloc[0]:g} A/px (rlnMicrographPixelSize) "
+                    f"stay in that frame, which the {args.to} output does not record; give --micrographs or --pixel-size "
+                    "to rescale them to the micrographs"
+                )
             if row is not None:
                 check_inside(centres, (row["height"], row["width"]), path, name)
             xy.append(centres)
