@@ -19,8 +19,8 @@ def no_controller_conf():
     """A SLURM config naming no running controller, with a 1 s message timeout; None without a SLURM
     client. Snakemake's SLURM executor plugin runs `scontrol show config` whenever snakemake starts,
     even to run jobs locally; where a SLURM client is installed but no controller answers (this
-    machine outside tests/test_slurm.py, whose runs use their own environment), that call waits 9 s,
-    some 12 minutes over the suite's Snakemake runs. With this config it finds no controller at once."""
+    machine outside tests/test_slurm.py, whose runs use their own environment), that call waits 9 s:
+    8 of the suite's 27 minutes (session 32). With this config it finds no controller at once."""
     if not shutil.which("scontrol"):
         return None
     folder = Path(tempfile.mkdtemp(prefix="deepem-test-slurm-"))
