@@ -115,5 +115,6 @@ def check_inside(xy, shape, source, name):
         x, y = xy[np.argmax(bad)]
         raise DeepEMError(
             f"{source}: {int(bad.sum())} coordinates outside the {w} x {h} micrograph {name}, e.g. ({x:.1f}, {y:.1f}); "
-            "check the file belongs to this micrograph and uses pixel (not Angstrom) centres, or set flip_y"
+            "check the file belongs to this micrograph and uses pixel (not Angstrom) centres counted from the top row "
+            "(flip_y or 'deepem convert --flip-y' flips a file counted from the bottom)"
         )

@@ -264,6 +264,12 @@ def test_evaluate_on_images_without_a_pixel_size_needs_one(tmp_path, capsys):
     assert not (tmp_path / "metrics.json").exists()
     main(evaluate + ["--pixel-size", "2"])  # a radius of 10 px: the pick 1.4 px off matches
     assert "precision 0.500  recall 0.500  F1 0.500" in capsys.readouterr().out
+    (tmp_path / "m_angstrom.star").write_text("data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n200 200\n400 100\n")
+    evaluate[evaluate.index("--truth") + 1] = str(tmp_path / "m_angstrom.star")  # truth in A: (400, 100) is off the image
+    with pytest.raises(SystemExit):
+        main(evaluate + ["--pixel-size", "2", "-o", str(tmp_path / "angstrom.json")])
+    assert "m_angstrom.star: 1 coordinates outside the 256 x 256 micrograph m" in capsys.readouterr().err
+    assert not (tmp_path / "angstrom.json").exists()
 
 
 def test_simulate_labels_at_least_one_particle_per_labelled_micrograph(tmp_path):

@@ -84,6 +84,21 @@ def test_flip_y_takes_deepem_boxes_to_the_relion_frame():
         micrograph_centres(flipped, DATA / "mic_a_deepem.box", flip_y=True)
 
 
+def test_flip_y_reflects_centre_files_about_the_middle_row(tmp_path):
+    """Pixel i is centred on i, so a centre counted from the bottom row is row height - 1 - y: the bottom
+    row itself (y = 0) is row height - 1, inside the micrograph, and the same particles read from box
+    corners and from centres land on the same spot."""
+    reference = xy(read_picks(DATA / "mic_a.box"))
+    bottom_up = pd.DataFrame({"x": list(reference[:, 0]) + [5.0], "y": list(HEIGHT - 1 - reference[:, 1]) + [0.0]})
+    bottom_up.to_csv(tmp_path / "mic_a.csv", index=False)
+    table = pd.DataFrame({"name": ["mic_a"], "height": HEIGHT, "width": WIDTH, "pixel_size": 1.0,
+                          "scale_x": 1.0, "scale_y": 1.0}).set_index("name", drop=False)
+    centres = load_labels([tmp_path / "mic_a.csv"], table, "positive label", flip_y=True)["mic_a"]
+    np.testing.assert_allclose(centres, np.vstack([reference, [5.0, HEIGHT - 1]]), atol=0.01)
+    from_corners = load_labels([DATA / "mic_a_deepem.box"], table, "positive label", flip_y=True)["mic_a"]
+    np.testing.assert_allclose(from_corners, reference, atol=0.01)
+
+
 def test_relion_coordinates_picked_on_binned_micrographs_are_rescaled():
     binned, reference = by_micrograph(DATA / "particles_bin2.star"), by_micrograph(DATA / "particles.star")
     for mic in reference:

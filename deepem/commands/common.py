@@ -19,7 +19,8 @@ def add_geometry_args(parser):
 def add_flip_y_arg(parser):
     parser.add_argument(
         "--flip-y", action="store_true",
-        help="label files count y from the bottom row (DeepEM's own .box files): y becomes height - y",
+        help="label files count y from the bottom row (DeepEM's own .box files): a box corner y becomes "
+        "height - y - box, a centre y becomes height - 1 - y",
     )
 
 

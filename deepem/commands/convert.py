@@ -53,7 +53,10 @@ def add_args(parser):
         help="A/px of the micrographs (default: their MRC headers); RELION coordinates picked at another "
         "pixel size are rescaled to it",
     )
-    parser.add_argument("--flip-y", action="store_true", help="inputs count y from the bottom row: y becomes height - y")
+    parser.add_argument(
+        "--flip-y", action="store_true",
+        help="inputs count y from the bottom row: a box corner y becomes height - y - box, a centre y height - 1 - y",
+    )
     parser.add_argument("--height", type=common.count, help="micrograph height in px, for --flip-y without --micrographs")
     parser.add_argument("--min-score", type=float, help="keep only particles scoring at least this")
     parser.add_argument("--box-size", type=common.count, help="box size in px for --to box (a whole number)")

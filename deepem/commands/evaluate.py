@@ -97,7 +97,7 @@ def main(args):
     manifest.check_known(picks, table, args.picks, f"give every {holder} the picks were made on", missing)
     if args.candidates:
         manifest.check_known(cands, table, args.candidates, f"give every {holder} the candidates were picked from", missing)
-    truth = read_labels(args.truth, table, "truth")
+    truth = read_labels(args.truth, table, "truth", check=True)
     labelled = set().union(*(
         route_labels(files, table.index, what)
         for files, what in ((args.positives, "positive label"), (args.negatives, "negative label"), (args.corrections, "correction"))

@@ -29,6 +29,7 @@ WRITERS = {
     "csv": csv_table.writer,
 }
 NUMERIC = (X, Y, SCORE, PIXEL_SIZE)
+CORNER_FORMATS = {"cbox", "box"}  # files of box corners: their centres are ``corner + size / 2``
 
 
 @dataclass
@@ -39,7 +40,10 @@ class WriteOptions:
 
 
 def read_picks(path, fmt=None):
-    """The picks table of a coordinate file; ``fmt`` forces a format, else it is detected from the content."""
+    """The picks table of a coordinate file; ``fmt`` forces a format, else it is detected from the content.
+
+    ``table.attrs["corners"]`` says whether the file stores box corners (see :func:`micrograph_centres`).
+    """
     if fmt is None:
         fmt = detect(path)
     elif sniff(path) is None:
@@ -58,7 +62,9 @@ def read_picks(path, fmt=None):
                 f"{path}: rows without a micrograph name: {int(blank.sum())} (the first is row {int(np.argmax(blank)) + 1}); "
                 "fill them in"
             )
-    return table.reset_index(drop=True)
+    table = table.reset_index(drop=True)
+    table.attrs["corners"] = fmt in CORNER_FORMATS
+    return table
 
 
 def read_coordinates(path):
@@ -78,9 +84,12 @@ def micrograph_centres(table, path, pixel_size=None, height=None, flip_y=False, 
     is the coordinate minus the shift, in pixels of the micrograph they were picked on, or of
     ``pixel_size`` when the file does not state that). Coordinates that state the pixel size they
     were picked at (RELION's rlnMicrographPixelSize) are rescaled to ``pixel_size``, which they
-    then need unless ``keep_frame`` (no micrograph to place them on: they stay as picked); with
-    ``flip_y`` the file counts y from the bottom row, and ``y = height - y`` (DeepEM's own
-    convention, exact for box corners: ``height - y - box``).
+    then need unless ``keep_frame`` (no micrograph to place them on: they stay as picked).
+
+    With ``flip_y`` the file counts rows from the bottom one. A centre ``y`` is then row
+    ``height - 1 - y`` (pixel ``i`` is centred on ``i``); a box corner ``y`` becomes
+    ``height - y - size``, so a centre read as ``corner + size / 2`` becomes ``height - y``, which
+    is exactly where DeepEM's own code cuts a flipped box file's windows.
     """
     xy = table[[X, Y]].to_numpy(float, copy=True).reshape(-1, 2)
     if pixel_size is not None and not (np.isfinite(pixel_size) and pixel_size > 0):
@@ -106,7 +115,7 @@ def micrograph_centres(table, path, pixel_size=None, height=None, flip_y=False, 
     if flip_y:
         if height is None:
             raise DeepEMError(f"{path}: flip_y needs the micrograph height; give the micrographs or --height")
-        xy[:, 1] = height - xy[:, 1]
+        xy[:, 1] = height - xy[:, 1] - (0 if table.attrs.get("corners") else 1)
     return xy
 
 
