@@ -3,7 +3,8 @@
 A micrograph's *name* is its file stem. A coordinate file with a micrograph column (a merged
 RELION STAR with rlnMicrographName, a Topaz table, a CSV with a micrograph column) labels the
 micrographs its rows name: a row belongs to micrograph ``NAME`` when the file name or the stem
-of its micrograph entry is ``NAME``; rows naming other micrographs are left out. Any other
+of its micrograph entry is ``NAME``, also after dropping a leading cryoSPARC UID
+(``J12/imported/015463722651826318029_NAME.mrc``); rows naming other micrographs are left out. Any other
 file labels one micrograph: ``NAME`` when its stem is ``NAME`` or ``NAME_<suffix>`` (RELION's
 ``NAME_autopick.star``, ``NAME_manualpick.star``); the longest matching name wins, so ``mic_1``
 and ``mic_10`` are told apart.
@@ -11,6 +12,7 @@ and ``mic_10`` are told apart.
 
 import glob
 import os
+import re
 from pathlib import Path, PurePath
 
 import numpy as np
@@ -93,13 +95,21 @@ def match_labels(label_files, names, what):
     return matched
 
 
+CRYOSPARC_UID = re.compile(r"[0-9]{15,}_")  # cryoSPARC's prefix on the files it imports: <21-digit uid>_NAME.mrc
+
+
 def micrograph_name(entry, names):
-    """The micrograph NAME a row's micrograph entry refers to (its file name or stem), or None."""
+    """The micrograph NAME a row's micrograph entry refers to (its file name or stem, either without
+    a leading cryoSPARC UID), or None."""
     filename = PurePath(str(entry)).name
-    if filename in names:
-        return filename
-    stem = PurePath(filename).stem
-    return stem if stem in names else None
+    uid = CRYOSPARC_UID.match(filename)
+    for candidate in (filename, filename[uid.end():]) if uid else (filename,):
+        if candidate in names:
+            return candidate
+        stem = PurePath(candidate).stem
+        if stem in names:
+            return stem
+    return None
 
 
 def micrograph_keys(entries, names):
@@ -133,7 +143,8 @@ def route_labels(files, names, what, fmt=None):
         if len(table) and keys.isna().all():
             raise DeepEMError(
                 f"{path}: no row of this {what} file names a micrograph in 'micrographs' "
-                f"(e.g. {table[MIC].iloc[0]}); rows are matched by micrograph file name or stem"
+                f"(e.g. {table[MIC].iloc[0]}); rows are matched by micrograph file name or stem, without a leading "
+                "cryoSPARC UID"
             )
         for name, group in table.groupby(keys):
             routed.setdefault(name, []).append((str(path), group))

@@ -75,6 +75,21 @@ def test_merged_file_rows_go_to_their_micrographs_and_others_are_left_out():
         route_labels([DATA / "particles.star"], ["other"], "positive label")
 
 
+def test_rows_naming_micrographs_with_a_cryosparc_uid_find_them(tmp_path):
+    """cryoSPARC renames the micrographs it imports <uid>_NAME.mrc, and its exported picks name those files."""
+    star = tmp_path / "from_cryosparc.star"
+    star.write_text("data_\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\n_rlnCoordinateY #3\n"
+                    "J3/imported/015463722651826318029_mic_a.mrc 10 20\n"
+                    "J3/imported/015463722651826318029_mic_a_patch_aligned.mrc 30 40\n"
+                    "J3/imported/20240101123045_mic_b.mrc 50 60\nmic_b.mrc 70 80\n")
+    routed = route_labels([star], ["mic_a", "mic_b"], "positive label")
+    assert {n: xy(t).tolist() for n, [(_, t)] in routed.items()} == {
+        "mic_a": [[10.0, 20.0]], "mic_b": [[70.0, 80.0]],  # a timestamp is not a UID; other names stay unmatched
+    }
+    named = route_labels([star], ["015463722651826318029_mic_a", "mic_a"], "positive label")
+    assert sorted(named) == ["015463722651826318029_mic_a"]  # a micrograph named with the UID keeps its rows
+
+
 def test_flip_y_takes_deepem_boxes_to_the_relion_frame():
     flipped = read_picks(DATA / "mic_a_deepem.box")
     np.testing.assert_allclose(micrograph_centres(flipped, "f", height=HEIGHT, flip_y=True),
