@@ -21,7 +21,7 @@ import pandas as pd
 from deepem.errors import DeepEMError
 from deepem.io.coords import MIC, read_picks
 from deepem.io.coords.formats import micrograph_centres
-from deepem.io.micrograph import check_square_pixels, micrograph_names, read_header
+from deepem.io.micrograph import micrograph_names, read_header
 from deepem.patches import check_inside
 
 
@@ -154,13 +154,13 @@ def route_labels(files, names, what, fmt=None):
 def micrograph_table(patterns, pixel_size):
     """One row per micrograph file (index: name): source, height, width and pixel_size, from the
     headers, or ``pixel_size`` where given."""
-    rows = [(name, path, *read_header(path)) for name, path in micrograph_names(expand(patterns, "micrograph")).items()]
+    rows = [
+        (name, path, *read_header(path, use_pixel_size=not pixel_size))
+        for name, path in micrograph_names(expand(patterns, "micrograph")).items()
+    ]
     table = pd.DataFrame(rows, columns=["name", "source", "height", "width", "pixel_size"]).set_index("name", drop=False)
     if pixel_size:
         table["pixel_size"] = pixel_size
-    else:
-        for path in table["source"]:
-            check_square_pixels(path)
     return table
 
 

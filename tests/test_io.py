@@ -122,7 +122,6 @@ def test_pixels_that_are_not_square_are_refused_by_name_unless_pixel_size_overri
     Where pixel_size is given, the header's sizes are not used, and the file is taken."""
     from deepem.cli import main
     from deepem.dataset import micrograph_table
-    from deepem.io.micrograph import check_square_pixels
 
     for name, voxel in {"square.mrc": (1.0, 1.005, 1.0), "oblong.mrc": (1.0, 1.2, 1.0), "no_y.mrc": (1.0, 1.2, 1.0)}.items():
         with mrcfile.new(tmp_path / name) as m:
@@ -130,11 +129,14 @@ def test_pixels_that_are_not_square_are_refused_by_name_unless_pixel_size_overri
             m.voxel_size = voxel
             if name == "no_y.mrc":
                 m.header.my = 0  # no y sampling stated: the x size stands
-    check_square_pixels(tmp_path / "square.mrc")
-    check_square_pixels(tmp_path / "no_y.mrc")
+    for read in (read_header, read_micrograph):
+        assert read(tmp_path / "square.mrc", use_pixel_size=True)[-1] == 1.0
+        assert read(tmp_path / "no_y.mrc", use_pixel_size=True)[-1] == 1.0
+        assert read(tmp_path / "oblong.mrc")[-1] == 1.0  # its size not used: read as any other
     message = r"oblong.mrc: the header gives pixels of 1 A in x but 1.2 A in y; deepem needs square pixels"
-    with pytest.raises(DeepEMError, match=message):
-        check_square_pixels(tmp_path / "oblong.mrc")
+    for read in (read_header, read_micrograph):
+        with pytest.raises(DeepEMError, match=message):
+            read(tmp_path / "oblong.mrc", use_pixel_size=True)
     with pytest.raises(DeepEMError, match=message):
         micrograph_table([str(tmp_path / "oblong.mrc")], None)
     assert micrograph_table([str(tmp_path / "oblong.mrc")], 1.1)["pixel_size"].iloc[0] == 1.1

@@ -19,7 +19,7 @@ from deepem.commands import common
 from deepem.errors import DeepEMError
 from deepem.io import manifest
 from deepem.io.atomic import atomic_directory
-from deepem.io.micrograph import check_square_pixels, micrograph_names, read_micrograph, write_mrc
+from deepem.io.micrograph import micrograph_names, read_micrograph, write_mrc
 from deepem.preprocess import preprocess
 from deepem.progress import progress
 
@@ -68,9 +68,7 @@ def main(args):
     start = time.time()
     with atomic_directory(args.outdir) as tmp:
         for path in progress(args.micrographs, "preprocess"):
-            image, header_px = read_micrograph(path)
-            if not args.pixel_size:
-                check_square_pixels(path)
+            image, header_px = read_micrograph(path, use_pixel_size=not args.pixel_size)
             pixel_size = args.pixel_size or header_px
             if args.pixel_size and header_px and abs(header_px / args.pixel_size - 1) > 0.01:
                 overridden.append((path, header_px))

@@ -26,7 +26,7 @@ from deepem.errors import DeepEMError
 from deepem.dataset import micrograph_keys
 from deepem.io.coords import MIC, SCORE, read_picks
 from deepem.io.coords.formats import micrograph_centres
-from deepem.io.micrograph import check_square_pixels, read_micrograph
+from deepem.io.micrograph import read_micrograph
 from deepem.overlay import save_overlay
 from deepem.patches import near
 from deepem.progress import progress
@@ -89,9 +89,7 @@ def radius_px(path, diameter, pixel_size):
 
 def show(path, args, output, picks, candidates):
     name = Path(path).stem
-    image, header_px = read_micrograph(path)
-    if not args.pixel_size:
-        check_square_pixels(path)
+    image, header_px = read_micrograph(path, use_pixel_size=not args.pixel_size)
     pixel_size = args.pixel_size or header_px or None
     xy, scores = centres(picks[name], args.picks, pixel_size)
     rejected = np.zeros((0, 2))

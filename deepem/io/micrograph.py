@@ -43,8 +43,9 @@ def name_of(entry):
     return path.stem if path.suffix.lower() in SUFFIXES else path.name
 
 
-def read_micrograph(path):
-    """Return ``(image, pixel_size)``; pixel_size is the MRC header's Å/px or None when absent."""
+def read_micrograph(path, use_pixel_size=False):
+    """Return ``(image, pixel_size)``; pixel_size is the MRC header's Å/px or None when absent.
+    ``use_pixel_size``: the caller scales by it, so pixels that are not square are refused."""
     path = Path(path)
     if not path.is_file():
         raise DeepEMError(f"{path}: micrograph not found; check the 'micrographs' entry of the config")
@@ -52,7 +53,7 @@ def read_micrograph(path):
     if suffix in IMAGE_SUFFIXES:
         image, pixel_size = _read_image(path), None
     else:
-        image, pixel_size = _read_mrc(path)
+        image, pixel_size = _read_mrc(path, use_pixel_size)
     if not np.isfinite(image).all():
         bad = int((~np.isfinite(image)).sum())
         raise DeepEMError(f"{path}: {bad} NaN or Inf pixels; re-export the micrograph from motion correction")
@@ -71,15 +72,16 @@ def _strict_mrc(path, header_only=False):
             yield mrc
 
 
-def read_header(path):
-    """``(height, width, pixel_size or None)`` of a micrograph, from its header only."""
+def read_header(path, use_pixel_size=False):
+    """``(height, width, pixel_size or None)`` of a micrograph, from its header only.
+    ``use_pixel_size``: the caller scales by it, so pixels that are not square are refused."""
     path = Path(path)
     try:
         if path.suffix.lower() in IMAGE_SUFFIXES:
             with Image.open(path) as img:
                 return img.height, img.width, None
         with _strict_mrc(path, header_only=True) as mrc:
-            voxel = _pixel_size(mrc.header)
+            voxel = _pixel_size(mrc.header, path if use_pixel_size else None)
             height, width = int(mrc.header.ny), int(mrc.header.nx)
     except (OSError, ValueError, AttributeError, RuntimeWarning) as exc:
         kind = "image" if path.suffix.lower() in IMAGE_SUFFIXES else "MRC"
@@ -89,12 +91,12 @@ def read_header(path):
     return height, width, voxel
 
 
-def _read_mrc(path):
+def _read_mrc(path, use_pixel_size):
     try:
         with _strict_mrc(path) as mrc:
+            voxel = _pixel_size(mrc.header, path if use_pixel_size else None)
             data = mrc.data.view(np.uint8) if _unsigned_bytes(mrc.header) else mrc.data
             data = np.asarray(data, dtype=np.float32)
-            voxel = _pixel_size(mrc.header)
     except (ValueError, OSError, RuntimeWarning) as exc:
         raise DeepEMError(f"{path}: not a readable MRC file ({exc}); check it is a complete, uncorrupted MRC") from None
     if data.ndim == 3:
@@ -108,30 +110,27 @@ def _read_mrc(path):
     return data, voxel
 
 
-def _pixel_size(header):
+def _pixel_size(header, square_for=None):
     """The header's x pixel size in A (cell length / sampling), or None where it gives none: mrcfile's
-    own division would warn, which reading turns into an error, when the sampling ``mx`` is 0."""
-    return _axis_size(int(header.mx), float(header.cella.x))
+    own division would warn, which reading turns into an error, when the sampling ``mx`` is 0.
+
+    With ``square_for`` (the file's path) a y size more than 1 % from the x size is an error:
+    deepem scales both axes by the x size. Callers ask where the header's size is used, not
+    overridden by the user's pixel_size.
+    """
+    x = _axis_size(int(header.mx), float(header.cella.x))
+    y = _axis_size(int(header.my), float(header.cella.y))
+    if square_for is not None and x and y and abs(y / x - 1) > 0.01:
+        raise DeepEMError(
+            f"{square_for}: the header gives pixels of {x:g} A in x but {y:g} A in y; deepem needs square pixels: "
+            "resample the micrograph or, if its pixels are square, set pixel_size in the config (--pixel-size), "
+            "which overrides the header"
+        )
+    return x
 
 
 def _axis_size(sampling, cell):
     return cell / sampling if sampling > 0 and cell > 0 and math.isfinite(cell) else None
-
-
-def check_square_pixels(path):
-    """Refuse an MRC whose header gives x and y pixel sizes more than 1 % apart: deepem scales both
-    axes by the x size. Callers check where the header's size is used, not overridden."""
-    path = Path(path)
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return
-    with _strict_mrc(path, header_only=True) as mrc:
-        x, y = _pixel_size(mrc.header), _axis_size(int(mrc.header.my), float(mrc.header.cella.y))
-    if x and y and abs(y / x - 1) > 0.01:
-        raise DeepEMError(
-            f"{path}: the header gives pixels of {x:g} A in x but {y:g} A in y; deepem needs square pixels: "
-            "resample the micrograph or, if its pixels are square, set pixel_size in the config (--pixel-size), "
-            "which overrides the header"
-        )
 
 
 IMOD_STAMP = 1146047817  # 'IMOD' at byte 152 of the header; the flags after it say how bytes are stored
