@@ -31,18 +31,20 @@ def _maxima(net, table, names, particle_px, device, floor, what, spacing):
 def hard_negatives(net, table, positives, particle_px, device, holdout, per_positive=1.0, floor=0.1, spacing=SPACING):
     """Patches of the strongest maxima >= ``floor`` at least 0.75 diameter from every positive.
 
-    At most ``per_positive`` x (labelled particles) per micrograph, strongest first; maxima
+    At most ``per_positive`` x (labelled particles) per micrograph, strongest first (on a micrograph
+    whose label file is empty, no particle there, x the mean over micrographs with labels); maxima
     within half a diameter of the edge are left out, as picking leaves them out, and so are
     those in the micrograph's held-out stripe (``holdout``: ``{name: (x0, x1)}``).
     """
     box = net.arch.box
     patches = []
+    typical = np.mean([len(xy) for xy in positives.values() if len(xy)] or [0])
     for name, image, xy, _ in _maxima(net, table, positives, particle_px, device, floor, "mine hard negatives", spacing):
         pos = positives[name]
         keep = (cKDTree(pos).query(xy)[0] >= 0.75 * particle_px) if len(xy) else np.zeros(0, bool)
         if name in holdout:
             keep &= ~in_stripe(xy, holdout[name])
-        chosen = xy[keep][: int(np.ceil(per_positive * len(pos)))]  # strongest first
+        chosen = xy[keep][: int(np.ceil(per_positive * (len(pos) or typical)))]  # strongest first
         patches.append(extract(image, chosen, box))
     return np.concatenate(patches) if patches else np.zeros((0, box, box), np.float32)
 

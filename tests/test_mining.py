@@ -1,6 +1,8 @@
+import json
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from deepem import mining
 
@@ -70,3 +72,89 @@ def test_mining_and_calibration_take_maxima_at_the_spacing_they_are_given(monkey
                           spacing=0.41)
     mining.label_hits(None, None, {"a": np.zeros((1, 2))}, 32, "cpu")
     assert seen == [0.43, 0.41, 0.5]
+
+
+def test_mining_and_the_stripe_threshold_count_corrections_on_labelled_micrographs_as_particles(tmp_path, monkeypatch):
+    """With complete labels your corrections still join a labelled micrograph as positives; training
+    must not mine them as hard negatives, nor count maxima on them as false picks in the stripe."""
+    import torch
+
+    from deepem import cli
+    from deepem.commands import train as train_command
+    from deepem.io.coords import read_coordinates
+
+    cli.main(["simulate", "-o", str(tmp_path / "sim"), "--micrographs", "1", "--size", "512", "--labelled", "1"])
+    cli.main(["preprocess", str(tmp_path / "sim/micrographs/demo_000.mrc"), "--diameter", "150", "-o", str(tmp_path / "pre")])
+    labels = read_coordinates(tmp_path / "sim/labels/demo_000_manualpick.star")
+    forgotten = labels[0]  # left out of the label file, then added by a correction
+    star = "\ndata_\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n"
+    (tmp_path / "demo_000.star").write_text(star + "".join(f"{x:.2f}\t{y:.2f}\n" for x, y in labels[1:]))
+    (tmp_path / "verified.star").write_text(
+        "\ndata_\n\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\n_rlnCoordinateY #3\n_deepemVerdict #4\n"
+        f"{tmp_path / 'sim/micrographs/demo_000.mrc'}\t{forgotten[0]:.2f}\t{forgotten[1]:.2f}\tadded_by_user\n"
+    )
+    cli.main(["extract", "--preprocessed", str(tmp_path / "pre"), "--positives", str(tmp_path / "demo_000.star"),
+              "--verified", str(tmp_path / "verified.star"), "--complete", "--diameter", "150", "-o", str(tmp_path / "p.npz")])
+    meta = json.loads(str(np.load(tmp_path / "p.npz")["meta"]))
+    assert meta["from_previous_round"]["positives"] == 1  # the correction trains as a positive
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def mined(net, table, positives, *args, **kw):
+        seen["mined"] = positives
+        return np.zeros((0, 48, 48), np.float32)
+
+    def hits(net, table, positives, *args, **kw):
+        seen["hits"] = positives
+        raise Stop
+
+    monkeypatch.setattr(train_command, "train", lambda *args, **kw: (None, [{"epoch": 1}]))
+    monkeypatch.setattr(train_command, "rotation_averaged", lambda net, x: torch.linspace(0, 1, len(x)))
+    monkeypatch.setattr(train_command, "hard_negatives", mined)
+    monkeypatch.setattr(train_command, "label_hits", hits)
+    with pytest.raises(Stop):
+        cli.main(["train", str(tmp_path / "p.npz"), "--mine", str(tmp_path / "pre"), "--positives", str(tmp_path / "demo_000.star"),
+                  "-o", str(tmp_path / "model"), "--background-floor", "off"])
+    scale = 512 / meta_width(tmp_path / "pre")
+    for used in ("mined", "hits"):
+        xy = seen[used]["demo_000"] * scale
+        assert len(xy) == len(labels) and np.min(np.hypot(*(xy - forgotten).T)) < 0.01, used
+
+
+def meta_width(folder):
+    from deepem.io import manifest
+
+    return float(manifest.read([folder]).iloc[0]["work_width"])
+
+
+def test_a_micrograph_whose_label_file_is_empty_is_mined_as_a_typical_labelled_one(monkeypatch):
+    """An empty label file says "no particle here": its strong maxima are the clearest hard negatives."""
+    image = np.zeros((300, 300), np.float32)
+    maxima = np.array([[50.0 * i, 150] for i in range(1, 6)])
+    monkeypatch.setattr(mining, "_maxima", lambda *args: iter([("empty", image, maxima, np.linspace(0.9, 0.5, 5))]))
+    net = SimpleNamespace(arch=SimpleNamespace(box=8))
+    labels = {"empty": np.zeros((0, 2)), "a": np.zeros((2, 2)), "b": np.zeros((4, 2))}  # 3 labels on average
+    np.testing.assert_array_equal(mining.hard_negatives(net, None, labels, 32, "cpu", {}), mining.extract(image, maxima[:3], 8))
+
+
+def test_extract_draws_background_on_a_micrograph_whose_label_file_is_empty(tmp_path):
+    from deepem import cli
+    from deepem.io.coords import read_coordinates
+
+    cli.main(["simulate", "-o", str(tmp_path / "sim"), "--micrographs", "2", "--size", "512", "--labelled", "1"])
+    mics = sorted(str(p) for p in (tmp_path / "sim/micrographs").glob("*.mrc"))
+    cli.main(["preprocess", *mics, "--diameter", "150", "-o", str(tmp_path / "pre")])
+    labels = tmp_path / "sim/labels/demo_000_manualpick.star"
+    (tmp_path / "demo_001.star").write_text("")  # no particle on demo_001
+
+    def background(*extra):
+        out = tmp_path / f"p{len(extra)}.npz"
+        cli.main(["extract", "--preprocessed", str(tmp_path / "pre"), "--positives", str(labels), *extra,
+                  "--background-ratio", "2", "--diameter", "150", "-o", str(out)])
+        return json.loads(str(np.load(out)["meta"]))["counts"]["background"]
+
+    n = len(read_coordinates(labels))
+    assert background() == 2 * n and background(str(tmp_path / "demo_001.star")) == 4 * n

@@ -146,7 +146,7 @@ def main(args):
     units = manifest.units(table)
     positives = load_labels(args.positives, table, "positive label", args.flip_y)
     negatives = load_labels(args.negatives, table, "negative label", args.flip_y)
-    avoid, previous = {}, {"positives": 0, "negatives": 0}
+    avoid, added, previous = {}, {}, {"positives": 0, "negatives": 0}
     warn_inconsistent(positives, negatives, args.particle_px, table)
     labelled, overruled, decided = merge(positives, negatives), 0, 0
     label_files = set(positives)  # an empty one says: no particle here
@@ -160,6 +160,7 @@ def main(args):
         previous["positives"] += sum(map(len, more_pos.values()))
         previous["negatives"] += sum(map(len, more_neg.values()))
         positives, negatives, avoid = merge(positives, more_pos), merge(negatives, more_neg), merge(avoid, more_avoid)
+        added = merge(added, {n: xy for n, xy in more_pos.items() if n in label_files})
         positives = {n: xy for n, xy in positives.items() if len(xy) or n in label_files}
     if overruled:
         print(
@@ -173,6 +174,7 @@ def main(args):
     box = common.architecture(args.particle_px, args.box_scale, "modern").box
     rng = np.random.default_rng(args.seed)
     xs, ys, vals, kinds, holdout = [], [], [], [], {}
+    typical = np.mean([len(xy) for xy in positives.values() if len(xy)])  # labels on a labelled micrograph
     names = sorted(set(positives) | {n for n, xy in negatives.items() if len(xy)})
     for name in progress(names, "extract"):
         image, _ = read_micrograph(manifest.working_path(table.loc[name]))
@@ -181,9 +183,10 @@ def main(args):
         if name in positives:  # an empty label file says: no particle here
             holdout[name] = stripe = holdout_stripe(image.shape[1], args.val_fraction, rng)
         neg = negatives.get(name, np.zeros((0, 2)))
+        per = typical if name in positives and not len(pos) else len(pos)  # a particle-free micrograph: as a typical one
         background = sample_background(
-            image, np.concatenate([pos, neg, avoid.get(name, np.zeros((0, 2)))]), int(round(args.background_ratio * len(pos))), 0.5 * args.particle_px, rng,
-            args.unusual_fraction,
+            image, np.concatenate([pos, neg, avoid.get(name, np.zeros((0, 2)))]), int(round(args.background_ratio * per)),
+            0.5 * args.particle_px, rng, args.unusual_fraction,
         )
         for centres, label, kind in ((pos, 1, "positive"), (neg, 0, "negative"), (background, 0, "background")):
             xs.append(extract(image, centres, box))
@@ -208,6 +211,9 @@ def main(args):
     meta = {
         "box": box, "particle_px": args.particle_px, "box_scale": args.box_scale, "units": units, "counts": counts,
         "from_previous_round": previous, "holdout": holdout,
+        # positive verdicts that joined labelled micrographs (with --complete: your corrections), working px:
+        # training's mining and stripe threshold must count them as particles, as the patches do
+        "added_positives": {n: added[n].tolist() for n in sorted(added) if len(added[n])},
     }
     with atomic_path(args.output) as tmp:
         with open(tmp, "wb") as fh:

@@ -25,6 +25,7 @@ Example:
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -133,8 +134,10 @@ def main(args):
         arch, args.mode, x, y, val, args.seed, device, epochs=args.epochs, checkpoint=outdir / "checkpoint.pt"
     )
     holdout = meta.get("holdout", {})
-    if args.mine:
-        hard = hard_negatives(net, table, labelled, meta["particle_px"], device, holdout, spacing=spacing)
+    if args.mine:  # the particles the patches hold: label files plus corrections on their micrographs
+        added = meta.get("added_positives", {})
+        particles = {n: np.concatenate([xy, np.reshape(added.get(n, []), (-1, 2))]) for n, xy in labelled.items()}
+        hard = hard_negatives(net, table, particles, meta["particle_px"], device, holdout, spacing=spacing)
         x = torch.cat([x, torch.from_numpy(hard)[:, None]])
         y = torch.cat([y, torch.zeros(len(hard))])
         val = torch.cat([val, torch.zeros(len(hard), dtype=torch.bool)])  # mined outside the held-out stripes
@@ -153,7 +156,7 @@ def main(args):
     )
     if args.mine and fixed is None:
         hits, maxima, n_labels = label_hits(
-            net, table, labelled, meta["particle_px"], device, holdout, background=dark, spacing=spacing
+            net, table, particles, meta["particle_px"], device, holdout, background=dark, spacing=spacing
         )
         if hits.any():
             stripes = {"method": "held-out stripes", **best_f1_threshold(maxima, hits, n_labels, floor=CANDIDATE_FLOOR)}
