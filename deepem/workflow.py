@@ -178,6 +178,8 @@ def resolve(config):
     for key in ("results", "relion_project"):
         if str(config.get(key) or "").startswith("@"):
             raise DeepEMError(f"{key}: {config[key]!r} starts with '@', which deepem reads as a file of arguments; rename it")
+        if str(config.get(key) or "").startswith("#"):  # the rules pass it as given: the shell would drop the rest of the command
+            raise DeepEMError(f"{key}: {config[key]!r} starts with '#', which the workflow's shell commands read as a comment; rename it")
     project = config.get("relion_project")
     if project is not None and not Path(project).is_dir():
         raise DeepEMError(f"relion_project: {project} is not a directory; give the RELION project's directory, or null")

@@ -224,6 +224,30 @@ def test_provenance_takes_more_micrographs_than_a_command_line_holds(tiny_datase
     assert "provenance of 20001 inputs" in (results / "logs" / "provenance.log").read_text()
 
 
+def test_provenance_takes_a_config_that_lists_its_micrographs(tiny_dataset, tmp_path):
+    """`micrographs` may be a list. The resolved config reached provenance as one command-line argument,
+    and Linux refuses an argument over 128 KiB: 1,500 listed micrographs failed the run at its last job."""
+    mics = tmp_path / "MotionCorr" / "job002" / "Movies"
+    mics.mkdir(parents=True)
+    source = tiny_dataset / "micrographs" / "demo_000.mrc"
+    listed = [mics / f"FoilHole_{i:08d}_Data_12345678_12345678_20231015_101112_fractions.mrc" for i in range(1500)]
+    for path in listed:
+        path.symlink_to(source)
+    label = tmp_path / f"{listed[0].stem}.star"
+    shutil.copy(tiny_dataset / "labels" / "demo_000_manualpick.star", label)
+    results = tmp_path / "results"
+    (results / "round_1").mkdir(parents=True)
+    for path in (results / "picks.star", results / "round_1" / "picks.star"):  # the run's picks, made before
+        path.write_text("")
+    config = write_config(tmp_path, tiny_dataset, micrographs=list(map(str, listed)), truth=None,
+                          labels={"positives": str(label), "negatives": None})
+    assert len(json.dumps(yaml.safe_load(config.read_text()))) > 2 ** 17
+    run(["snakemake", str(results / "provenance.json"), "--cores", "1", "--configfile", str(config),
+         "--allowed-rules", "provenance"])
+    record = json.loads((results / "provenance.json").read_text())
+    assert record["config"]["micrographs"] == list(map(str, listed))
+
+
 def test_lint_is_clean():
     result = run(["snakemake", "--lint"])
     assert "Congratulations" in result.stdout + result.stderr
@@ -748,3 +772,15 @@ def test_corrections_keys_are_rounds_and_paths_with_spaces_are_refused(tmp_path)
     with pytest.raises(DeepEMError, match="picks_corrected.star: no row of this correction file names a micrograph"):
         check_corrections({"rounds": 2, "corrections": {"1": str(merged)}}, micrographs)
 
+
+def test_a_results_folder_starting_with_a_hash_is_refused_before_any_job(tiny_dataset, tmp_path):
+    """The rules pass `results` as given, unquoted: `-o #r/preprocessed/1-of-3` made the shell drop the rest of
+    the command, and the job failed without writing its log."""
+    from deepem.errors import DeepEMError
+    from deepem.workflow import resolve
+
+    config = yaml.safe_load(write_config(tmp_path, tiny_dataset, results="#r").read_text())
+    config.update(rounds=1, particle_px=32, box_scale=1.5, mode="modern", pixel_size=None, corrections={})
+    with pytest.raises(DeepEMError, match="results: '#r' starts with '#'"):
+        resolve(config)
+    assert resolve({**config, "results": "r#1"}).shards == 3

@@ -15,5 +15,5 @@ rule provenance:
     conda:
         ENV
     shell:
-        "deepem provenance --config-json {params.config:q} --inputs @<(printf '%s\\n' {input.inputs:q}) --device {params.device} "
+        "deepem provenance --config-json @<(printf '%s\\n' {params.config:q}) --inputs @<(printf '%s\\n' {input.inputs:q}) --device {params.device} "
         "-o {output.json} --html {output.html} > {log} 2>&1"
