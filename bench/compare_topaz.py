@@ -9,11 +9,15 @@ time on the same CPU cores (taskset, OMP/MKL/torch threads = --threads):
 * Topaz, trained: ``topaz train`` on the same labels (downscaled) + ``topaz extract``.
 
 Topaz runs from its own venv (bench/.topaz, created here when missing); it is never imported.
-Downsampling follows the Topaz tutorial (about 4 A/px, the particle inside the 71 px receptive
-field): scale = round(4 / pixel size); extraction radius = particle radius in downsampled px;
+Downsampling: scale = round(4 / pixel size) (3.5-3.6 A/px on the two datasets), which keeps the
+particle diameter within the 70 px that Topaz's GUI gives for resnet8 (bgal 54 px, syn19hc 24 px);
+Topaz's EMPIAR-10025 example downsamples to about 5.3 A/px. Extraction radius = particle radius in
+downsampled px;
 ``topaz train -n`` = mean number of truth particles per *training* micrograph.
 Topaz's threshold is the one maximising F1 on the first --threshold-mics training micrographs;
 deepem's is its own automatic choice. Test micrographs are never used to choose anything.
+deepem also trains on the dataset's negatives where it has them (syn19hc: all of them, also with
+partial labels): DeepEM's method takes labelled non-particles, and ``topaz train`` takes none.
 
 Scoring is deepem.metrics (Hungarian, 0.5 x diameter) for every tool. AP and best F1 rank every
 candidate: deepem's candidates.star (local maxima >= 0.05), Topaz's extract at -t -6 (its default).
