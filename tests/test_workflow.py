@@ -620,6 +620,33 @@ def test_label_files_decide_their_micrographs_over_verified_picks(two_rounds, ti
     assert f"{on_003} confident verdicts were left out on micrographs that have empty label files" in logs["empty"]
 
 
+def test_later_rounds_train_on_the_verified_picks_of_a_bounded_number_of_micrographs(two_rounds, tiny_dataset, tmp_path, capsys):
+    """On a large dataset every micrograph's verified picks, each with 12 background patches, would not fit
+    in memory: verified_micrographs bounds the micrographs without label files that train, by a seeded choice."""
+    tmp, config = two_rounds
+    results = tmp / "results"
+    verified = read_star_table(results / "round_1" / "verified.star")
+    confident = verified[verified["deepemVerdict"] == "confident"][MIC].map(lambda m: Path(m).stem).value_counts()
+    labels = [str(next((tiny_dataset / "labels").glob("demo_000*.star")))]  # demo_001..003 then have no label file
+    assert {"demo_001", "demo_002", "demo_003"} <= set(confident.index)
+    command = ["extract", "--preprocessed", *[str(p) for p in sorted((results / "preprocessed").iterdir())],
+               "--verified", str(results / "round_1" / "verified.star"), "--positives", *labels, "--diameter", "150"]
+    taken = {}
+    for case, extra in (("all", []), ("one", ["--verified-micrographs", "1"]), ("again", ["--verified-micrographs", "1"]),
+                        ("three", ["--verified-micrographs", "3"])):
+        out = tmp_path / f"{case}.npz"
+        cli([*command, *extra, "-o", str(out)])
+        log = capsys.readouterr().out
+        taken[case] = json.loads(str(np.load(out)["meta"]))["from_previous_round"]["positives"], log, out.read_bytes()
+    assert taken["three"][2] == taken["all"][2]  # a bound that all micrographs fit changes nothing
+    assert "verified picks of 1 of the 3 micrographs without label files train" in taken["one"][1]
+    one = taken["one"][0]
+    assert taken["again"][2] == taken["one"][2]  # seeded: the same choice every time
+    assert one < taken["all"][0] and one in set(confident[["demo_001", "demo_002", "demo_003"]])
+    dry = snakemake(config, "-n", "--config", "verified_micrographs=1")  # the workflow passes it, to later rounds only
+    assert "round_2/patches.npz" in dry.stdout and "round_1/patches.npz" not in dry.stdout
+
+
 def test_threshold_method_follows_label_completeness_and_both_sample_12_background_patches(finished_run, two_rounds):
     """Complete labels: the maxima in the held-out stripes set the threshold; incomplete: all maxima on
     labelled micrographs, weighted by the estimated labelled share. Both: 12 background patches per label."""

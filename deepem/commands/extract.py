@@ -13,7 +13,9 @@ A negative label within a quarter diameter of a positive one gives a warning (bo
 given). A verified pick within a quarter diameter of a label is left out: the label decides.
 Automatic positive verdicts (confident) are left out on a micrograph whose positive label file is
 empty (it says: no particle here), and with --complete on every micrograph that has a positive
-label file; your corrections there still count.
+label file; your corrections there still count. --verified-micrographs N takes the verified picks of
+at most N micrographs without label files (a seeded random choice), so that later rounds on a large
+dataset train on a bounded set of patches.
 
 Example:
     deepem extract --preprocessed results/preprocessed/* --positives labels/*.star \\
@@ -45,6 +47,11 @@ def add_args(parser):
     parser.add_argument(
         "--verified", nargs="*", default=[], help="the previous round's verified.star: its positive verdicts join the positives, "
         "its negative verdicts the negatives, and no background is sampled near its other candidates"
+    )
+    parser.add_argument(
+        "--verified-micrographs", type=common.count,
+        help="use the verified picks of at most this many micrographs without label files, chosen at random "
+        "(seeded); default: all",
     )
     parser.add_argument(
         "--complete", action="store_true",
@@ -95,6 +102,20 @@ def verified_labels(path, table, settled=()):
         for target, mask in zip(out, (positive, np.isin(verdict, NEGATIVE), ~np.isin(verdict, NEGATIVE))):
             target[name] = xy[mask]
     return (*out, left_out)
+
+
+def choose_unlabelled(names, labelled, limit, seed):
+    """``names`` with at most ``limit`` of those not in ``labelled`` (a seeded random choice; all with
+    ``limit`` None), saying so when some are left out."""
+    others = sorted(set(names) - set(labelled))
+    if limit is None or len(others) <= limit:
+        return set(names)
+    kept = set(np.random.default_rng(seed).choice(others, limit, replace=False).tolist())
+    print(
+        f"verified picks of {limit} of the {len(others)} micrographs without label files train "
+        f"(--verified-micrographs {limit}; seed {seed})"
+    )
+    return (set(names) & set(labelled)) | kept
 
 
 def warn_inconsistent(positives, negatives, particle_px, table):
@@ -153,6 +174,8 @@ def main(args):
     settled = label_files if args.complete else {n for n, xy in positives.items() if not len(xy)}
     for path in args.verified:
         more_pos, more_neg, more_avoid, left_out = verified_labels(path, table, settled)
+        chosen = choose_unlabelled(set(more_pos) | set(more_neg) | set(more_avoid), labelled, args.verified_micrographs, args.seed)
+        more_pos, more_neg, more_avoid = ({n: xy for n, xy in m.items() if n in chosen} for m in (more_pos, more_neg, more_avoid))
         decided += left_out
         more_pos, dropped_pos = apart(more_pos, labelled, args.particle_px)
         more_neg, dropped_neg = apart(more_neg, labelled, args.particle_px)

@@ -85,6 +85,13 @@ def complete_option():
     return "--complete" if config["labels"]["complete"] else ""
 
 
+def verified_micrographs_option(wildcards):
+    """Rounds 2 and later train on the verified picks of a bounded number of unlabelled micrographs
+    (null: all); round 1 has none, so changing the bound leaves it untouched."""
+    limit = config["verified_micrographs"]
+    return "" if limit is None or int(wildcards.round) == 1 else f"--verified-micrographs {limit}"
+
+
 def pick_shards(wildcards):
     return scatter.shard(f"{RESULTS}/round_{wildcards.round}/picks/{{scatteritem}}")
 

@@ -22,6 +22,7 @@ rule extract:
         seed=round_seed,
         flip_y=flip_y_option(),
         complete=complete_option(),
+        verified_micrographs=verified_micrographs_option,
         version=VERSION,
     conda:
         ENV
@@ -29,4 +30,4 @@ rule extract:
         "deepem extract --preprocessed {input.preprocessed} --positives @<(printf '%s\\n' {input.positives:q}) "
         "--negatives @<(printf '%s\\n' {input.negatives:q}) --verified {input.verified} --diameter {params.diameter} --particle-px {params.particle_px} "
         "--box-scale {params.box_scale} --background-ratio {params.background_ratio} "
-        "--seed {params.seed} {params.flip_y} {params.complete} -o {output} > {log} 2>&1"
+        "--seed {params.seed} {params.flip_y} {params.complete} {params.verified_micrographs} -o {output} > {log} 2>&1"
