@@ -52,7 +52,7 @@ def test_killed_pick_shard_is_redone_alone_and_results_are_byte_identical(finish
             killed = running[0]
         time.sleep(0.02)
     out = proc.communicate(timeout=300)[0]
-    assert killed is not None, "no pick shard was caught running"
+    assert killed is not None, f"no pick shard was caught running; Snakemake said:\n{out[-3000:]}"
     assert proc.returncode != 0, out[-2000:]
     assert not (tmp_path / "results" / "picks.star").exists()
     finished = [p for p in picks.glob("*-of-3") if p.is_dir()]
