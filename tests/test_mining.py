@@ -141,14 +141,21 @@ def test_a_micrograph_whose_label_file_is_empty_is_mined_as_a_typical_labelled_o
 
 
 def test_extract_draws_background_on_a_micrograph_whose_label_file_is_empty(tmp_path):
+    """As many as on a micrograph with a label file (its mean particles), whatever the verified picks of
+    micrographs without label files hold, as mining counts."""
     from deepem import cli
     from deepem.io.coords import read_coordinates
 
-    cli.main(["simulate", "-o", str(tmp_path / "sim"), "--micrographs", "2", "--size", "512", "--labelled", "1"])
+    cli.main(["simulate", "-o", str(tmp_path / "sim"), "--micrographs", "3", "--size", "512", "--labelled", "1"])
     mics = sorted(str(p) for p in (tmp_path / "sim/micrographs").glob("*.mrc"))
     cli.main(["preprocess", *mics, "--diameter", "150", "-o", str(tmp_path / "pre")])
     labels = tmp_path / "sim/labels/demo_000_manualpick.star"
     (tmp_path / "demo_001.star").write_text("")  # no particle on demo_001
+    verified = read_coordinates(tmp_path / "sim/truth/demo_002.star")[:20]  # demo_002 has no label file
+    (tmp_path / "verified.star").write_text(
+        "\ndata_\n\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\n_rlnCoordinateY #3\n_deepemVerdict #4\n"
+        + "".join(f"{mics[2]}\t{x:.2f}\t{y:.2f}\tconfident\n" for x, y in verified)
+    )
 
     def background(*extra):
         out = tmp_path / f"p{len(extra)}.npz"
@@ -157,4 +164,27 @@ def test_extract_draws_background_on_a_micrograph_whose_label_file_is_empty(tmp_
         return json.loads(str(np.load(out)["meta"]))["counts"]["background"]
 
     n = len(read_coordinates(labels))
+    assert n != len(verified)
     assert background() == 2 * n and background(str(tmp_path / "demo_001.star")) == 4 * n
+    assert background(str(tmp_path / "demo_001.star"), "--verified", str(tmp_path / "verified.star")) == 4 * n + 2 * len(verified)
+
+
+def test_verified_micrographs_bounds_the_micrographs_of_all_verified_files_together(tmp_path, capsys):
+    from deepem import cli
+    from deepem.io.coords import read_coordinates
+
+    cli.main(["simulate", "-o", str(tmp_path / "sim"), "--micrographs", "3", "--size", "512", "--labelled", "1"])
+    mics = sorted(str(p) for p in (tmp_path / "sim/micrographs").glob("*.mrc"))
+    cli.main(["preprocess", *mics, "--diameter", "150", "-o", str(tmp_path / "pre")])
+    header = "\ndata_\n\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\n_rlnCoordinateY #3\n_deepemVerdict #4\n"
+    counts = {}
+    for k in (1, 2):  # one verified file per micrograph without a label file
+        xy = read_coordinates(tmp_path / f"sim/truth/demo_00{k}.star")[: 3 + 2 * k]
+        counts[k] = len(xy)
+        (tmp_path / f"v{k}.star").write_text(header + "".join(f"{mics[k]}\t{x:.2f}\t{y:.2f}\tconfident\n" for x, y in xy))
+    capsys.readouterr()
+    cli.main(["extract", "--preprocessed", str(tmp_path / "pre"), "--positives", str(tmp_path / "sim/labels/demo_000_manualpick.star"),
+              "--verified", str(tmp_path / "v1.star"), str(tmp_path / "v2.star"), "--verified-micrographs", "1",
+              "--diameter", "150", "-o", str(tmp_path / "p.npz")])
+    taken = json.loads(str(np.load(tmp_path / "p.npz")["meta"]))["from_previous_round"]["positives"]
+    assert taken in counts.values() and "verified picks of 1 of the 2 micrographs without label files" in capsys.readouterr().out

@@ -172,10 +172,11 @@ def main(args):
     labelled, overruled, decided = merge(positives, negatives), 0, 0
     label_files = set(positives)  # an empty one says: no particle here
     settled = label_files if args.complete else {n for n, xy in positives.items() if not len(xy)}
-    for path in args.verified:
-        more_pos, more_neg, more_avoid, left_out = verified_labels(path, table, settled)
-        chosen = choose_unlabelled(set(more_pos) | set(more_neg) | set(more_avoid), labelled, args.verified_micrographs, args.seed)
-        more_pos, more_neg, more_avoid = ({n: xy for n, xy in m.items() if n in chosen} for m in (more_pos, more_neg, more_avoid))
+    verified = [verified_labels(path, table, settled) for path in args.verified]
+    named = set().union(*(set(m) for *found, _ in verified for m in found))
+    chosen = choose_unlabelled(named, labelled, args.verified_micrographs, args.seed)
+    for *found, left_out in verified:
+        more_pos, more_neg, more_avoid = ({n: xy for n, xy in m.items() if n in chosen} for m in found)
         decided += left_out
         more_pos, dropped_pos = apart(more_pos, labelled, args.particle_px)
         more_neg, dropped_neg = apart(more_neg, labelled, args.particle_px)
@@ -197,7 +198,8 @@ def main(args):
     box = common.architecture(args.particle_px, args.box_scale, "modern").box
     rng = np.random.default_rng(args.seed)
     xs, ys, vals, kinds, holdout = [], [], [], [], {}
-    typical = np.mean([len(xy) for xy in positives.values() if len(xy)])  # labels on a labelled micrograph
+    # particles on a micrograph with a positive label file (as mining counts them): a particle-free one draws as many
+    typical = np.mean([len(positives[n]) for n in label_files if len(positives[n])] or [0])
     names = sorted(set(positives) | {n for n, xy in negatives.items() if len(xy)})
     for name in progress(names, "extract"):
         image, _ = read_micrograph(manifest.working_path(table.loc[name]))
