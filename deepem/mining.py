@@ -15,7 +15,7 @@ from deepem.background import kept, values_at
 from deepem.io import manifest
 from deepem.io.micrograph import read_micrograph
 from deepem.metrics import pairs
-from deepem.patches import extract, in_stripe
+from deepem.patches import extract, in_stripe, typical_count
 from deepem.picking import CANDIDATE_FLOOR, SPACING, candidates
 from deepem.progress import progress
 
@@ -38,7 +38,7 @@ def hard_negatives(net, table, positives, particle_px, device, holdout, per_posi
     """
     box = net.arch.box
     patches = []
-    typical = np.mean([len(xy) for xy in positives.values() if len(xy)] or [0])
+    typical = typical_count(positives)
     for name, image, xy, _ in _maxima(net, table, positives, particle_px, device, floor, "mine hard negatives", spacing):
         pos = positives[name]
         keep = (cKDTree(pos).query(xy)[0] >= 0.75 * particle_px) if len(xy) else np.zeros(0, bool)

@@ -103,6 +103,13 @@ def in_stripe(xy, stripe, margin=0.0):
     return (x >= stripe[0] - margin) & (x < stripe[1] + margin)
 
 
+def typical_count(centres):
+    """Mean number of particles over the micrographs of ``{name: (n, 2) centres}`` that have any (0 if
+    none): what a micrograph whose label file is empty, no particle there, is given background and
+    hard negatives for."""
+    return float(np.mean([len(xy) for xy in centres.values() if len(xy)] or [0]))
+
+
 def check_inside(xy, shape, source, name):
     """Error naming ``source`` and micrograph ``name`` when a coordinate lies outside an image of
     ``shape`` (original pixels).

@@ -33,7 +33,7 @@ from deepem.io import manifest
 from deepem.io.atomic import atomic_path
 from deepem.io.coords import MIC, X, Y, read_star_table
 from deepem.io.micrograph import name_of, read_micrograph
-from deepem.patches import check_inside, extract, holdout_stripe, in_stripe, near, sample_background
+from deepem.patches import check_inside, extract, holdout_stripe, in_stripe, near, sample_background, typical_count
 from deepem.progress import progress
 from deepem.verification import NEGATIVE, POSITIVE, VERDICT
 
@@ -198,8 +198,7 @@ def main(args):
     box = common.architecture(args.particle_px, args.box_scale, "modern").box
     rng = np.random.default_rng(args.seed)
     xs, ys, vals, kinds, holdout = [], [], [], [], {}
-    # particles on a micrograph with a positive label file (as mining counts them): a particle-free one draws as many
-    typical = np.mean([len(positives[n]) for n in label_files if len(positives[n])] or [0])
+    typical = typical_count({n: positives[n] for n in label_files})  # as mining counts: label-file micrographs
     names = sorted(set(positives) | {n for n, xy in negatives.items() if len(xy)})
     for name in progress(names, "extract"):
         image, _ = read_micrograph(manifest.working_path(table.loc[name]))
