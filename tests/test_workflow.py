@@ -201,23 +201,30 @@ def test_the_training_record_holds_the_command_with_its_argument_files_expanded(
     assert "command_line" not in record["args"]
 
 
-def test_provenance_takes_more_micrographs_than_a_command_line_holds(tiny_dataset, tmp_path):
-    """20,000 micrographs of long paths outgrow the kernel's 2 MB limit on a command's arguments. The
-    rules pass such lists as @FILE (before 0.12.0 provenance failed after all the picking)."""
+def _finished_provenance_inputs(tiny_dataset, tmp_path, count):
+    """``count`` micrographs with long EPU-like names (links to one demo micrograph), a label file for the
+    first, and a results folder whose picks are made: ``(micrograph paths, label, results)``."""
     mics = tmp_path / "MotionCorr" / "job002" / "Movies"
     mics.mkdir(parents=True)
     source = tiny_dataset / "micrographs" / "demo_000.mrc"
-    names = [f"FoilHole_{i:08d}_Data_12345678_12345678_20231015_101112_fractions" for i in range(20000)]
-    for name in names:
-        (mics / f"{name}.mrc").symlink_to(source)
-    assert sum(len(str(mics / f"{n}.mrc")) + 1 for n in names) > 2 ** 21
-    label = tmp_path / f"{names[0]}.star"
+    listed = [mics / f"FoilHole_{i:08d}_Data_12345678_12345678_20231015_101112_fractions.mrc" for i in range(count)]
+    for path in listed:
+        path.symlink_to(source)
+    label = tmp_path / f"{listed[0].stem}.star"
     shutil.copy(tiny_dataset / "labels" / "demo_000_manualpick.star", label)
     results = tmp_path / "results"
     (results / "round_1").mkdir(parents=True)
     for path in (results / "picks.star", results / "round_1" / "picks.star"):  # the run's picks, made before
         path.write_text("")
-    config = write_config(tmp_path, tiny_dataset, micrographs=str(mics / "*.mrc"), truth=None, shards=64,
+    return listed, label, results
+
+
+def test_provenance_takes_more_micrographs_than_a_command_line_holds(tiny_dataset, tmp_path):
+    """20,000 micrographs of long paths outgrow the kernel's 2 MB limit on a command's arguments. The
+    rules pass such lists as @FILE (before 0.12.0 provenance failed after all the picking)."""
+    mics, label, results = _finished_provenance_inputs(tiny_dataset, tmp_path, 20000)
+    assert sum(len(str(m)) + 1 for m in mics) > 2 ** 21
+    config = write_config(tmp_path, tiny_dataset, micrographs=str(mics[0].parent / "*.mrc"), truth=None, shards=64,
                           labels={"positives": str(label), "negatives": None})
     run(["snakemake", str(results / "provenance.json"), "--cores", "1", "--configfile", str(config),
          "--allowed-rules", "provenance"])
@@ -227,18 +234,7 @@ def test_provenance_takes_more_micrographs_than_a_command_line_holds(tiny_datase
 def test_provenance_takes_a_config_that_lists_its_micrographs(tiny_dataset, tmp_path):
     """`micrographs` may be a list. The resolved config reached provenance as one command-line argument,
     and Linux refuses an argument over 128 KiB: 1,500 listed micrographs failed the run at its last job."""
-    mics = tmp_path / "MotionCorr" / "job002" / "Movies"
-    mics.mkdir(parents=True)
-    source = tiny_dataset / "micrographs" / "demo_000.mrc"
-    listed = [mics / f"FoilHole_{i:08d}_Data_12345678_12345678_20231015_101112_fractions.mrc" for i in range(1500)]
-    for path in listed:
-        path.symlink_to(source)
-    label = tmp_path / f"{listed[0].stem}.star"
-    shutil.copy(tiny_dataset / "labels" / "demo_000_manualpick.star", label)
-    results = tmp_path / "results"
-    (results / "round_1").mkdir(parents=True)
-    for path in (results / "picks.star", results / "round_1" / "picks.star"):  # the run's picks, made before
-        path.write_text("")
+    listed, label, results = _finished_provenance_inputs(tiny_dataset, tmp_path, 1500)
     config = write_config(tmp_path, tiny_dataset, micrographs=list(map(str, listed)), truth=None,
                           labels={"positives": str(label), "negatives": None})
     assert len(json.dumps(yaml.safe_load(config.read_text()))) > 2 ** 17
