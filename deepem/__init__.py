@@ -1,3 +1,3 @@
 """DeepEM particle picking: a fully convolutional reimplementation of Zhu, Ouyang & Mao (2017)."""
 
-__version__ = "0.12.2"
+__version__ = "0.12.3"

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import yaml
 
@@ -236,12 +238,17 @@ def test_evaluate_names_the_conversion_for_another_pickers_file(tmp_path, capsys
     assert "picks_typo.star" in err and "not found" in err and "deepem convert" not in err
     with pytest.raises(SystemExit):
         main(evaluate + [str(tmp_path / "topaz.txt")])
-    assert "evaluate reads a merged picks STAR with scores; make one from another picker's coordinates with " \
+    assert "evaluate reads a merged picks STAR; make one from another picker's coordinates with " \
         "'deepem convert FILES --micrographs MICS --to relion -o picks.star'" in capsys.readouterr().err
     main(["convert", str(tmp_path / "topaz.txt"), "--micrographs", str(tmp_path / "m.mrc"), "--to", "relion",
           "-o", str(tmp_path / "picks.star")])
     main(evaluate + [str(tmp_path / "picks.star")])
-    assert "precision 0.500  recall 0.500  F1 0.500" in capsys.readouterr().out
+    assert "precision 0.500  recall 0.500  F1 0.500  AP 0.500" in capsys.readouterr().out
+    main(["convert", str(tmp_path / "m.star"), "--micrographs", str(tmp_path / "m.mrc"), "--to", "relion",
+          "-o", str(tmp_path / "manual.star")])  # picks without scores: scored at their threshold only
+    main(evaluate + [str(tmp_path / "manual.star")])
+    assert "precision 1.000  recall 1.000  F1 1.000  no AP or best F1: the picks have no scores" in capsys.readouterr().out
+    assert json.loads((tmp_path / "metrics.json").read_text())["all"]["average_precision"] is None
 
 
 def test_evaluate_on_images_without_a_pixel_size_needs_one(tmp_path, capsys):

@@ -473,3 +473,41 @@ def test_convert_input_quirks_users_have(tmp_path):
     result = run(["deepem", "convert", str(tmp_path / "blank.csv"), "--to", "csv", "-o", str(tmp_path / "b.csv")],
                  check=False)
     assert result.returncode == 2 and "blank.csv: rows without a micrograph name: 1 (the first is row 2)" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["topaz_picks.txt", "picks.csv"])
+def test_comment_and_blank_lines_before_the_header_are_passed_over_as_detection_does(name, tmp_path):
+    """Detection skipped them but the readers took the comment for the header (before 0.12.3)."""
+    commented = tmp_path / name
+    commented.write_text("# exported by hand\n\n" + (DATA / name).read_text())
+    assert names_micrographs(commented)
+    got, reference = by_micrograph(commented), by_micrograph(DATA / name)
+    assert sorted(got) == sorted(reference) == ["mic_a", "mic_b"]
+    for mic in got:
+        np.testing.assert_allclose(xy(got[mic]), xy(reference[mic]))
+
+
+def test_a_relion_index_of_coordinate_files_is_named_for_what_it_is(relion_project, tmp_path):
+    out = tmp_path / "rd"
+    main(["convert", str(DATA / "topaz_picks.txt"), "--micrographs", str(relion_project / "MotionCorr/job002/Movies/*.mrc"),
+          "--to", "relion-dir", "-o", str(out)])
+    message = f"autopick.star: a RELION index of coordinate files (rlnMicrographCoordinates), not coordinates; give " \
+              f"the files it lists instead, e.g. '{out / 'coordinates' / '*.star'}'"
+    for read in (names_micrographs, read_picks):  # the workflow's check of label files, and convert
+        with pytest.raises(DeepEMError) as error:
+            read(out / "autopick.star")
+        assert message in str(error.value)
+    assert len(read_picks(out / "coordinates" / "mic_a_autopick.star")) == len(by_micrograph(DATA / "topaz_picks.txt")["mic_a"])
+
+
+def test_micrographs_named_like_numbers_keep_their_names_through_convert(tmp_path):
+    """Bare names from 'convert --to relion' without --micrographs (01, not 01.mrc) read back as 1 (before 0.12.3)."""
+    mics = tmp_path / "mics"
+    mics.mkdir()
+    for name in ("01", "02"):
+        write_mrc(mics / f"{name}.mrc", np.zeros((HEIGHT, WIDTH), np.float32), 1.0)
+        (tmp_path / f"{name}.box").write_text("100 200 64 64\n")
+    main(["convert", str(tmp_path / "01.box"), str(tmp_path / "02.box"), "--to", "relion", "-o", str(tmp_path / "p.star")])
+    main(["convert", str(tmp_path / "p.star"), "--micrographs", str(mics / "*.mrc"), "--to", "csv", "-o", str(tmp_path / "p.csv")])
+    out = pd.read_csv(tmp_path / "p.csv", dtype={"micrograph": str})
+    assert [Path(m).name for m in out["micrograph"]] == ["01.mrc", "02.mrc"]

@@ -302,6 +302,40 @@ def test_merged_picks_route_bare_names_with_dots_whole_and_need_scores(tmp_path)
     (tmp_path / "u.star").write_text("data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n_rlnMicrographName #3\n1 2 m\n")
     with pytest.raises(DeepEMError, match="u.star: no rlnAutopickFigureOfMerit column"):
         read_by_micrograph(tmp_path / "u.star")
+    xy, scores = read_by_micrograph(tmp_path / "u.star", scored=False)["m"]  # evaluate's picks at their threshold
+    assert xy.tolist() == [[1, 2]] and np.isnan(scores).all()
+    (tmp_path / "n.star").write_text((tmp_path / "p.star").read_text().replace("0.8 mic.002", "nan mic.002"))
+    with pytest.raises(DeepEMError, match="n.star: a coordinate or score is not a finite number"):
+        read_by_micrograph(tmp_path / "n.star")
+
+
+def test_micrograph_names_that_look_like_numbers_are_read_as_written(tmp_path):
+    """starfile guesses column types: micrographs 01 and 0042 (DeepEM's KLH set is named 01-82) became
+    1 and 42, and matched no micrograph (before 0.12.3)."""
+    (tmp_path / "p.star").write_text(
+        "data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n_rlnAutopickFigureOfMerit #3\n_rlnMicrographName #4\n"
+        "1 2 0.9 01\n3 4 0.8 0042\n5 6 0.7 1e3\n"
+    )
+    assert sorted(read_by_micrograph(tmp_path / "p.star")) == ["0042", "01", "1e3"]
+
+
+def test_old_style_mrc_headers_are_read_but_damage_is_still_refused(tmp_path):
+    """Before MRC2000 a header had no 'MAP ' ID or machine stamp (SPIDER and EMAN1 converters); such a
+    file was refused as corrupt (before 0.12.3). RELION and IMOD read it."""
+    data = np.random.default_rng(0).normal(size=(64, 80)).astype(np.float32)
+    write_mrc(tmp_path / "new.mrc", data, 1.5)
+    raw = bytearray((tmp_path / "new.mrc").read_bytes())
+    raw[208:216] = bytes(8)  # map ID and machine stamp
+    (tmp_path / "old.mrc").write_bytes(bytes(raw))
+    image, pixel_size = read_micrograph(tmp_path / "old.mrc")
+    np.testing.assert_array_equal(image, data)
+    assert pixel_size == 1.5 and read_header(tmp_path / "old.mrc") == (64, 80, 1.5)
+    (tmp_path / "cut.mrc").write_bytes(bytes(raw[:-100]))  # and truncated
+    with pytest.raises(DeepEMError, match=r"cut.mrc: not a readable MRC file \(Map ID .*data block"):
+        read_micrograph(tmp_path / "cut.mrc")
+    (tmp_path / "junk.mrc").write_bytes(np.random.default_rng(1).bytes(5000))
+    with pytest.raises(DeepEMError, match="junk.mrc: not a readable MRC file"):
+        read_micrograph(tmp_path / "junk.mrc")
 
 
 def test_micrographs_named_like_missing_values_keep_their_names(tmp_path):

@@ -128,6 +128,8 @@ def test_gather_refuses_when_a_pick_file_is_missing(finished_run, tmp_path):
     assert result.returncode == 2
     assert f"no pick file for 1 micrographs, e.g. {victim.stem}" in result.stderr
     assert not (tmp_path / "m.star").exists()
+    typo = run([*result.args[:3], str(tmp_path / "pickz"), *result.args[3:]], check=False)  # silently skipped before
+    assert typo.returncode == 2 and f"{tmp_path / 'pickz'}: pick shard folder not found" in typo.stderr
 
 
 def test_gather_writes_nothing_when_a_shard_has_no_candidates(finished_run, tmp_path):

@@ -2,7 +2,8 @@
 
 Matching is one-to-one (Hungarian) within 0.5 x the particle diameter, per micrograph.
 P/R/F1 are for the picks as written (at the picking threshold); AP and best F1 rank the
-candidates (every local maximum) by score. Reports all micrographs and, separately, those
+candidates (every local maximum), or without --candidates the picks, by score (null when the picks
+have no scores, e.g. manual picks). Reports all micrographs and, separately, those
 ("held_out") that none of your label files names: --positives, --negatives or --corrections.
 The micrographs (their names, sizes and pixel sizes) come from deepem's preprocessing shards
 (--preprocessed) or from the micrograph files themselves (--micrographs), so picks of any
@@ -33,7 +34,7 @@ from deepem.metrics import match, summarise
 def add_args(parser):
     parser.add_argument(
         "--picks", required=True,
-        help="merged picks STAR with scores (from gather; 'deepem convert --to relion' makes one from other formats)",
+        help="merged picks STAR (from gather; 'deepem convert --to relion' makes one from other formats)",
     )
     parser.add_argument("--candidates", help="merged candidates STAR (for AP and best F1)")
     parser.add_argument("--truth", nargs="+", required=True, help="truth coordinate files, matched by name")
@@ -62,15 +63,15 @@ def evaluate(picks, truth, radius, names):
     return summarise(np.concatenate(hits), np.concatenate(scores), n_truth)
 
 
-def _merged(path):
+def _merged(path, scored=True):
     """A merged picks STAR's ``{name: (xy, scores)}``; other files get the command that makes one."""
     try:
-        return read_by_micrograph(path)
+        return read_by_micrograph(path, scored)
     except DeepEMError as exc:
         if not Path(path).is_file():  # a mistyped path: its own error says so
             raise
         raise DeepEMError(
-            f"{exc}. evaluate reads a merged picks STAR with scores; make one from another picker's coordinates "
+            f"{exc}. evaluate reads a merged picks STAR; make one from another picker's coordinates "
             "with 'deepem convert FILES --micrographs MICS --to relion -o picks.star'"
         ) from None
 
@@ -92,7 +93,7 @@ def micrographs(args):
 def main(args):
     table, holder, missing = micrographs(args)
     radius = (0.5 * args.diameter / table["pixel_size"]).to_dict()
-    picks = _merged(args.picks)
+    picks = _merged(args.picks, scored=False)
     cands = _merged(args.candidates) if args.candidates else picks
     manifest.check_known(picks, table, args.picks, f"give every {holder} the picks were made on", missing)
     if args.candidates:
@@ -109,14 +110,17 @@ def main(args):
             continue
         at_threshold = evaluate(picks, truth, radius, names)
         ranked = evaluate(cands, truth, radius, names)
+        if any(np.isnan(s).any() for _, s in cands.values()):  # unscored picks: nothing to rank
+            ranked = dict.fromkeys(("average_precision", "best_f1", "best_f1_threshold"))
         report[group] = {
             "micrographs": len(names),
             **{k: at_threshold[k] for k in ("picks", "truth", "true_positives", "precision", "recall", "f1")},
             **{k: ranked[k] for k in ("average_precision", "best_f1", "best_f1_threshold")},
         }
         r = report[group]
-        print(
-            f"{group} ({len(names)} micrographs): precision {r['precision']:.3f}  recall {r['recall']:.3f}  "
-            f"F1 {r['f1']:.3f}  AP {r['average_precision']:.3f}  best F1 {r['best_f1']:.3f}"
+        ranks = (
+            f"AP {r['average_precision']:.3f}  best F1 {r['best_f1']:.3f}" if r["best_f1"] is not None
+            else "no AP or best F1: the picks have no scores (rlnAutopickFigureOfMerit)"
         )
+        print(f"{group} ({len(names)} micrographs): precision {r['precision']:.3f}  recall {r['recall']:.3f}  F1 {r['f1']:.3f}  {ranks}")
     write_text(args.output, json.dumps(report, indent=1) + "\n")

@@ -59,7 +59,9 @@ def locate(names, directories, filename):
     wanted = {filename.format(name=name): name for name in names}
     found = {}
     for d in map(Path, directories):  # one listing per directory, not one stat per micrograph and shard
-        present = {path.name for path in d.iterdir()} if d.is_dir() else set()
+        if not d.is_dir():
+            raise DeepEMError(f"{d}: pick shard folder not found; give the folders 'deepem pick -o' wrote")
+        present = {path.name for path in d.iterdir()}
         for f, name in wanted.items():
             if f not in present:
                 continue

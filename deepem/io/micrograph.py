@@ -62,14 +62,40 @@ def read_micrograph(path, use_pixel_size=False):
     return image, pixel_size
 
 
+OLD_STYLE = ("Map ID string not found", "Unrecognised machine stamp")  # all that an MRC of before MRC2000 lacks
+
+
 @contextlib.contextmanager
 def _strict_mrc(path, header_only=False):
     """mrcfile.open, strict: mrcfile's warnings (RuntimeWarning) about a damaged file are raised as
-    errors, so a bad header is an error, not garbage sizes; other libraries' warnings stay warnings."""
+    errors, so a bad header is an error, not garbage sizes; other libraries' warnings stay warnings.
+    A file whose only fault is an old-style header (no 'MAP ' ID or machine stamp, as SPIDER and EMAN1
+    converters wrote) is read as RELION and IMOD read it."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        with mrcfile.open(path, header_only=header_only, permissive=False) as mrc:
+        try:
+            mrc = mrcfile.open(path, header_only=header_only, permissive=False)
+        except (ValueError, RuntimeWarning) as exc:
+            if not str(exc).startswith(OLD_STYLE):
+                raise
+            mrc = _old_style_mrc(path, header_only, exc)
+        with mrc:
             yield mrc
+
+
+def _old_style_mrc(path, header_only, fault):
+    """mrcfile.open, permissive; any complaint besides an old-style header's (``fault``) is an error."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            mrc = mrcfile.open(path, header_only=header_only, permissive=True)
+        except ValueError as exc:
+            raise ValueError(f"{fault}; {exc}") from None
+    other = [str(w.message) for w in caught if not str(w.message).startswith(OLD_STYLE)]
+    if other or (not header_only and mrc.data is None):
+        mrc.close()
+        raise ValueError(f"{fault}; {other[0] if other else 'no data block'}")
+    return mrc
 
 
 def read_header(path, use_pixel_size=False):

@@ -24,9 +24,25 @@ def canonical_columns(names):
     return {n: ALIASES[n.strip().strip('"').lower()] for n in names if n.strip().strip('"').lower() in ALIASES}
 
 
+def skipped_rows(path):
+    """``(indices of the blank and '#' comment lines, the first other line)``: format detection passes
+    over such lines, so the readers do too."""
+    skipped, first = [], ""
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:  # -sig: Excel's byte-order mark
+        for i, line in enumerate(fh):
+            if not line.strip() or line.strip().startswith("#"):
+                skipped.append(i)
+            elif not first:
+                first = line
+    return skipped, first
+
+
 def read(path):
+    skipped, _ = skipped_rows(path)
     try:
-        table = pd.read_csv(path, dtype=str, skipinitialspace=True, encoding="utf-8-sig", keep_default_na=False)
+        table = pd.read_csv(
+            path, dtype=str, skipinitialspace=True, encoding="utf-8-sig", keep_default_na=False, skiprows=skipped
+        )
     except (ValueError, pd.errors.ParserError) as exc:
         raise DeepEMError(f"{path}: not a readable CSV file ({exc})") from None
     columns = canonical_columns(table.columns)

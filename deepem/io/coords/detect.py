@@ -13,6 +13,7 @@ from pathlib import Path
 from deepem.errors import DeepEMError
 from deepem.io.coords import csv_table
 from deepem.io.coords.columns import MIC, X, Y
+from deepem.io.coords.star import read_star_table
 
 DESCRIPTIONS = {
     "relion": "RELION STAR",
@@ -98,8 +99,10 @@ def names_micrographs(path):
     """True when ``path`` has a micrograph column (a merged STAR, a Topaz table, a CSV with names)."""
     fmt = detect(path)
     if fmt == "relion":
-        return MIC in _star_coordinate_labels(path)
+        labels = _star_coordinate_labels(path)
+        if not labels:  # no coordinate loop: read it for the error that says what it is (e.g. a RELION index)
+            read_star_table(path)
+        return MIC in labels
     if fmt == "csv":
-        with open(path, encoding="utf-8-sig", errors="replace") as fh:  # -sig: Excel's byte-order mark
-            return MIC in csv_table.canonical_columns(fh.readline().split(",")).values()
+        return MIC in csv_table.canonical_columns(csv_table.skipped_rows(path)[1].split(",")).values()
     return fmt == "topaz"

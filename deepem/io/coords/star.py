@@ -12,8 +12,11 @@ import starfile
 
 from deepem.errors import DeepEMError
 from deepem.io.atomic import atomic_path
-from deepem.io.coords.columns import MIC, ORIGIN_PX, ORIGIN_X, ORIGIN_Y, PIXEL_SIZE, SCORE, X, Y
+from deepem.io.coords.columns import COORDINATE_FILE, MIC, ORIGIN_PX, ORIGIN_X, ORIGIN_Y, PIXEL_SIZE, SCORE, X, Y
 from deepem.io.micrograph import name_of
+
+
+NAMES = [MIC, COORDINATE_FILE, "rlnOpticsGroupName"]  # kept as written: micrograph "01" is not 1
 
 
 def read_blocks(path):
@@ -21,7 +24,7 @@ def read_blocks(path):
     if not Path(path).is_file():
         raise DeepEMError(f"{path}: STAR file not found; check the path")
     try:
-        blocks = starfile.read(path, always_dict=True)
+        blocks = starfile.read(path, always_dict=True, parse_as_string=NAMES)
     except Exception as exc:  # starfile raises many types on malformed input
         raise DeepEMError(f"{path}: not a readable STAR file ({exc})") from None
     if not blocks and Path(path).read_text(errors="replace").strip():  # starfile skips what is not STAR
@@ -34,6 +37,13 @@ def coordinate_loop(blocks, path):
     for block in blocks.values():
         if isinstance(block, pd.DataFrame) and X in block.columns and Y in block.columns:
             return block
+    for block in blocks.values():
+        if isinstance(block, pd.DataFrame) and COORDINATE_FILE in block.columns and len(block):
+            listed = Path(str(block[COORDINATE_FILE].iloc[0]))
+            raise DeepEMError(
+                f"{path}: a RELION index of coordinate files ({COORDINATE_FILE}), not coordinates; give the files "
+                f"it lists instead, e.g. '{listed.parent / ('*' + listed.suffix)}' (paths from the RELION project folder)"
+            )
     if any(isinstance(b, pd.DataFrame) and b.empty for b in blocks.values()) or not blocks:
         return pd.DataFrame({X: [], Y: []})
     raise DeepEMError(f"{path}: no loop with rlnCoordinateX and rlnCoordinateY")
@@ -44,10 +54,11 @@ def read_star_table(path):
     return coordinate_loop(read_blocks(path), path)
 
 
-def read_by_micrograph(path):
+def read_by_micrograph(path, scored=True):
     """``{micrograph name: (xy (n, 2), scores (n,))}`` from a merged picks STAR (rlnMicrographName), whose
     coordinates are centres in pixels of the micrographs. A particle STAR that states another pixel size
-    or shifts is refused: ``deepem convert`` places such particles."""
+    or shifts is refused: ``deepem convert`` places such particles. ``scored=False``: a file without
+    scores is read too, its scores NaN."""
     blocks = read_blocks(path)
     table = coordinate_loop(blocks, path)
     stated = [c for c in (PIXEL_SIZE, ORIGIN_X, ORIGIN_Y, *ORIGIN_PX) if c in table.columns]
@@ -59,9 +70,17 @@ def read_by_micrograph(path):
         )
     if not len(table):
         return {}
-    missing = [c for c in (MIC, SCORE) if c not in table.columns]
+    missing = [c for c in (MIC, SCORE) if c not in table.columns and (scored or c == MIC)]
     if missing:
         raise DeepEMError(f"{path}: no {' or '.join(missing)} column; give a merged picks STAR, as 'deepem gather' writes (picks.star)")
+    unscored = SCORE not in table.columns
+    table = table.assign(**{SCORE: np.nan}) if unscored else table
+    try:
+        values = table[[X, Y, SCORE]].to_numpy(float)
+    except ValueError:  # text where a number belongs
+        values = np.full((1, 3), np.nan)
+    if not np.isfinite(values[:, :2] if unscored else values).all():
+        raise DeepEMError(f"{path}: a coordinate or score is not a finite number; write the file again")
     names = table[MIC].map(name_of)
     return {n: (g[[X, Y]].to_numpy(float), g[SCORE].to_numpy(float)) for n, g in table.groupby(names)}
 

@@ -13,16 +13,19 @@ import pandas as pd
 from deepem.errors import DeepEMError
 from deepem.io.atomic import atomic_path
 from deepem.io.coords.columns import MIC, SCORE, X, Y
+from deepem.io.coords.csv_table import skipped_rows
 from deepem.io.coords.star import formats_for, write_rows
 
 COLUMNS = {"image_name": MIC, "x_coord": X, "y_coord": Y, "score": SCORE}
 
 
 def read(path):
-    with open(path) as fh:
-        header = fh.readline()
+    skipped, header = skipped_rows(path)
     try:
-        table = pd.read_csv(path, sep="\t" if "\t" in header else r"\s+", dtype={"image_name": str}, keep_default_na=False)
+        table = pd.read_csv(
+            path, sep="\t" if "\t" in header else r"\s+", dtype={"image_name": str}, keep_default_na=False,
+            skiprows=skipped, encoding="utf-8-sig",
+        )
     except (ValueError, pd.errors.ParserError) as exc:
         raise DeepEMError(f"{path}: not a readable Topaz file ({exc})") from None
     if not {"x_coord", "y_coord"} <= set(table.columns):
