@@ -178,9 +178,11 @@ def _bad_mrcs(tmp):
     frames = [Image.fromarray(np.zeros((64, 64), np.uint16)) for _ in range(5)]
     frames[0].save(tmp / "movie.tif", save_all=True, append_images=frames[1:])
     Image.new("CMYK", (64, 64)).save(tmp / "cmyk.tif")
+    with mrcfile.new(tmp / "fft.mrc") as m:  # was called corrupt (before 0.12.3)
+        m.set_data(np.ones((64, 64), np.complex64))
     return {"truncated.mrc": "not a readable MRC", "text.mrc": "not a readable MRC", "nan.mrc": "NaN",
             "movie.mrc": "motion-correct first", "movie.tif": "a stack of 5 frames", "missing.mrc": "not found",
-            "cmyk.tif": "save it as greyscale"}
+            "cmyk.tif": "save it as greyscale", "fft.mrc": "complex values (MRC mode 4), an FFT, not a micrograph"}
 
 
 def test_bad_micrographs_give_one_line_errors(tmp_path):
@@ -354,3 +356,13 @@ def test_a_csv_row_of_a_micrograph_named_na_keeps_its_name(tmp_path):
 
     (tmp_path / "picks.csv").write_text("micrograph,x,y\nNA,10,20\nnull,30,40\n")
     assert read_picks(tmp_path / "picks.csv")[MIC].tolist() == ["NA", "null"]
+
+
+def test_a_micrograph_given_twice_counts_once_but_two_files_of_one_name_are_refused(tmp_path):
+    """The same file twice was refused as two files of one name (before 0.12.3)."""
+    from deepem.io.micrograph import micrograph_names
+
+    (tmp_path / "b").mkdir()
+    assert micrograph_names([tmp_path / "m.mrc", tmp_path / "b" / ".." / "m.mrc"]) == {"m": str(tmp_path / "m.mrc")}
+    with pytest.raises(DeepEMError, match="m.mrc: same name 'm' as .*; micrograph file names must be unique"):
+        micrograph_names([tmp_path / "m.mrc", tmp_path / "b" / "m.mrc"])

@@ -7,6 +7,7 @@ the frame coordinates refer to everywhere in deepem (see ``deepem.io.coords``).
 
 import contextlib
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -28,6 +29,8 @@ def micrograph_names(paths):
         p = Path(path)
         if p.suffix.lower() not in SUFFIXES:
             raise DeepEMError(f"{p}: unsupported micrograph format '{p.suffix}'; use MRC, TIFF, PNG or JPEG")
+        if p.stem in names and os.path.abspath(names[p.stem]) == os.path.abspath(p):
+            continue  # the same file given twice
         if p.stem in names:
             raise DeepEMError(
                 f"{p}: same name '{p.stem}' as {names[p.stem]}; micrograph file names must be unique"
@@ -121,6 +124,8 @@ def _read_mrc(path, use_pixel_size):
     try:
         with _strict_mrc(path) as mrc:
             voxel = _pixel_size(mrc.header, path if use_pixel_size else None)
+            if np.iscomplexobj(mrc.data):
+                raise DeepEMError(f"{path}: complex values (MRC mode {int(mrc.header.mode)}), an FFT, not a micrograph")
             data = mrc.data.view(np.uint8) if _unsigned_bytes(mrc.header) else mrc.data
             data = np.asarray(data, dtype=np.float32)
     except (ValueError, OSError, RuntimeWarning) as exc:
