@@ -24,7 +24,9 @@ COMMANDS = [
 
 def build_parser(only=None):
     """The parser for every subcommand, or for ``only`` that one (its module alone is imported)."""
-    parser = argparse.ArgumentParser(prog="deepem", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="deepem", description="Pick particles in cryo-EM micrographs with DeepEM's convolutional network."
+    )
     parser.add_argument("--version", action="version", version=f"deepem {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in [only] if only else COMMANDS:

@@ -61,9 +61,19 @@ def check_not_reserved(micrographs):
 
 def _stem_name(path, by_length):
     """The micrograph NAME a label file's stem names (NAME or NAME_<suffix>), or None; ``by_length``:
-    names, longest first."""
+    names, longest first. A suffix starting with a number is ambiguous, and an error: ``grid_2_manualpick``
+    may be micrograph grid_2's file, not grid's, with grid_2 left out of the micrographs."""
     stem = PurePath(path).stem
-    return next((n for n in by_length if stem == n or stem.startswith(n + "_")), None)
+    name = next((n for n in by_length if stem == n or stem.startswith(n + "_")), None)
+    if name is not None and stem != name:
+        first = stem[len(name) + 1:].split("_")[0]
+        if first.isdigit():
+            raise DeepEMError(
+                f"{path}: the file of micrograph {name}, or of a micrograph {name}_{first} that 'micrographs' does not "
+                f"list? Add that micrograph, or rename the file {name}_<suffix> with a suffix that does not start "
+                "with a number"
+            )
+    return name
 
 
 def _no_micrograph(path, what, strays=1, files=1):

@@ -28,6 +28,7 @@ from deepem.progress import progress
 VERDICT = "deepemVerdict"
 POSITIVE = ("confident", "confirmed", "added_by_user")
 NEGATIVE = ("outlier", "low_score", "removed_by_user")
+USER_VERDICTS = ("confirmed", "added_by_user", "removed_by_user")  # from the user's corrections
 OUTLIER_Z = 3.5  # Iglewicz & Hoaglin's cut for the modified z-score
 
 

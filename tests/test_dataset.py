@@ -16,6 +16,15 @@ def test_label_files_match_by_stem_or_stem_suffix():
                    "a": ["a.box"]}
 
 
+def test_a_suffix_starting_with_a_number_may_name_another_micrograph_and_is_an_error():
+    """grid_2_autopick.star went to micrograph grid when grid_2 was not among the micrographs (before 0.12.3)."""
+    with pytest.raises(DeepEMError, match=r"grid_2_autopick.star: the file of micrograph grid, or of a micrograph "
+                       r"grid_2 that 'micrographs' does not list\?"):
+        match_labels(["/y/grid_2_autopick.star"], ["grid", "grid_1"], "label")
+    assert match_labels(["/y/grid_1_autopick.star", "/y/grid_manualpick2.star"], ["grid", "grid_1"], "label") == {
+        "grid_1": ["/y/grid_1_autopick.star"], "grid": ["/y/grid_manualpick2.star"]}
+
+
 def test_unmatched_label_and_duplicate_stems_are_errors():
     with pytest.raises(DeepEMError, match="other.star: positive label file matches no micrograph"):
         match_labels(["/l/other.star"], ["mic"], "positive label")

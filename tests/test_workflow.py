@@ -635,10 +635,23 @@ def test_later_rounds_train_on_the_verified_picks_of_a_bounded_number_of_microgr
         log = capsys.readouterr().out
         taken[case] = json.loads(str(np.load(out)["meta"]))["from_previous_round"]["positives"], log, out.read_bytes()
     assert taken["three"][2] == taken["all"][2]  # a bound that all micrographs fit changes nothing
-    assert "verified picks of 1 of the 3 micrographs without label files train" in taken["one"][1]
+    assert "verified picks of 1 of the 3 micrographs without label files or corrections train" in taken["one"][1]
     one = taken["one"][0]
     assert taken["again"][2] == taken["one"][2]  # seeded: the same choice every time
     assert one < taken["all"][0] and one in set(confident[["demo_001", "demo_002", "demo_003"]])
+    chosen = taken["one"][1].split("seed 0): ")[1].splitlines()[0].split()
+    assert len(chosen) == 1 and chosen[0] in {"demo_001", "demo_002", "demo_003"}  # the log names it
+    corrected = verified.copy()  # a correction on each micrograph left out: they always train
+    stems = corrected[MIC].map(lambda m: Path(m).stem)
+    for name in sorted({"demo_001", "demo_002", "demo_003"} - set(chosen)):
+        row = corrected.index[((stems == name) & (corrected["deepemVerdict"] == "confident")).to_numpy()][0]
+        corrected.loc[row, "deepemVerdict"] = "removed_by_user"
+    starfile.write(corrected, tmp_path / "corrected.star")
+    mine = [str(tmp_path / "corrected.star") if a == str(results / "round_1" / "verified.star") else a for a in command]
+    cli([*mine, "--verified-micrographs", "1", "-o", str(tmp_path / "c.npz")])
+    assert "micrographs without label files or corrections train" not in capsys.readouterr().out  # 1 left: no choice
+    previous = json.loads(str(np.load(tmp_path / "c.npz")["meta"]))["from_previous_round"]
+    assert previous["positives"] == taken["all"][0] - 2  # every micrograph's, less the two removed
     dry = snakemake(config, "-n", "--config", "verified_micrographs=1")  # the workflow passes it, to later rounds only
     assert "round_2/patches.npz" in dry.stdout and "round_1/patches.npz" not in dry.stdout
 

@@ -14,8 +14,9 @@ given). A verified pick within a quarter diameter of a label is left out: the la
 Automatic positive verdicts (confident) are left out on a micrograph whose positive label file is
 empty (it says: no particle here), and with --complete on every micrograph that has a positive
 label file; your corrections there still count. --verified-micrographs N takes the verified picks of
-at most N micrographs without label files (a seeded random choice), so that later rounds on a large
-dataset train on a bounded set of patches.
+at most N micrographs without label files or corrections (a seeded random choice, which the log
+names), so that later rounds on a large dataset train on a bounded set of patches; micrographs
+with your corrections always train.
 
 Example:
     deepem extract --preprocessed results/preprocessed/* --positives labels/*.star \\
@@ -35,7 +36,7 @@ from deepem.io.coords import MIC, X, Y, read_star_table
 from deepem.io.micrograph import name_of, read_micrograph
 from deepem.patches import check_inside, extract, holdout_stripe, in_stripe, near, sample_background, typical_count
 from deepem.progress import progress
-from deepem.verification import NEGATIVE, POSITIVE, VERDICT
+from deepem.verification import NEGATIVE, POSITIVE, USER_VERDICTS, VERDICT
 
 CONFLICT = 0.25  # labels of both kinds closer than this many diameters mark one particle
 
@@ -50,8 +51,8 @@ def add_args(parser):
     )
     parser.add_argument(
         "--verified-micrographs", type=common.count,
-        help="use the verified picks of at most this many micrographs without label files, chosen at random "
-        "(seeded); default: all",
+        help="use the verified picks of at most this many micrographs without label files or corrections, "
+        "chosen at random (seeded); default: all",
     )
     parser.add_argument(
         "--complete", action="store_true",
@@ -76,18 +77,19 @@ def add_args(parser):
 
 
 def verified_labels(path, table, settled=()):
-    """``(positives, negatives, avoid, left out)`` from a verified STAR: the first three as ``{name:
-    working-pixel centres}``; automatic positive verdicts (``confident``) on the ``settled``
-    micrographs, whose label files decide them, are left out and counted. Corrections still count."""
+    """``(positives, negatives, avoid, left out, corrected)`` from a verified STAR: the first three as
+    ``{name: working-pixel centres}``; automatic positive verdicts (``confident``) on the ``settled``
+    micrographs, whose label files decide them, are left out and counted. Corrections still count;
+    ``corrected`` names the micrographs that have them (any verdict of ``USER_VERDICTS``)."""
     verified = read_star_table(path)
     out = ({}, {}, {})
     if not len(verified):
-        return (*out, 0)
+        return (*out, 0, set())
     lacking = [c for c in (MIC, VERDICT) if c not in verified.columns]
     if lacking:
         raise DeepEMError(f"{path}: no {lacking[0]} column; give the verified.star that 'deepem verify' writes")
     manifest.check_known(verified[MIC].map(name_of), table, path, "give the shards it was picked from")
-    left_out = 0
+    left_out, corrected = 0, set()
     for source, group in verified.groupby(MIC):
         name = name_of(source)
         row = table.loc[name]
@@ -95,27 +97,30 @@ def verified_labels(path, table, settled=()):
         check_inside(xy, (row["height"], row["width"]), path, name)
         xy = xy / [row["scale_x"], row["scale_y"]]
         verdict = group[VERDICT].to_numpy()
+        if np.isin(verdict, USER_VERDICTS).any():
+            corrected.add(name)
         positive = np.isin(verdict, POSITIVE)
         if name in settled:
             left_out += int((verdict == "confident").sum())
             positive &= verdict != "confident"
         for target, mask in zip(out, (positive, np.isin(verdict, NEGATIVE), ~np.isin(verdict, NEGATIVE))):
             target[name] = xy[mask]
-    return (*out, left_out)
+    return (*out, left_out, corrected)
 
 
-def choose_unlabelled(names, labelled, limit, seed):
-    """``names`` with at most ``limit`` of those not in ``labelled`` (a seeded random choice; all with
-    ``limit`` None), saying so when some are left out."""
-    others = sorted(set(names) - set(labelled))
+def choose_unlabelled(names, labelled, limit, seed, corrected=()):
+    """``names`` with at most ``limit`` of those neither in ``labelled`` nor ``corrected`` (a seeded
+    random choice; all with ``limit`` None), naming them when some are left out. Micrographs with
+    the user's corrections always train."""
+    others = sorted(set(names) - set(labelled) - set(corrected))
     if limit is None or len(others) <= limit:
         return set(names)
-    kept = set(np.random.default_rng(seed).choice(others, limit, replace=False).tolist())
+    kept = sorted(np.random.default_rng(seed).choice(others, limit, replace=False).tolist())
     print(
-        f"verified picks of {limit} of the {len(others)} micrographs without label files train "
-        f"(--verified-micrographs {limit}; seed {seed})"
+        f"verified picks of {limit} of the {len(others)} micrographs without label files or corrections train "
+        f"(--verified-micrographs {limit}; seed {seed}): {' '.join(kept)}"
     )
-    return (set(names) & set(labelled)) | kept
+    return (set(names) - set(others)) | set(kept)
 
 
 def warn_inconsistent(positives, negatives, particle_px, table):
@@ -173,9 +178,10 @@ def main(args):
     label_files = set(positives)  # an empty one says: no particle here
     settled = label_files if args.complete else {n for n, xy in positives.items() if not len(xy)}
     verified = [verified_labels(path, table, settled) for path in args.verified]
-    named = set().union(*(set(m) for *found, _ in verified for m in found))
-    chosen = choose_unlabelled(named, labelled, args.verified_micrographs, args.seed)
-    for *found, left_out in verified:
+    named = set().union(*(set(m) for *found, _, _ in verified for m in found))
+    corrected = set().union(*(c for *_, c in verified))
+    chosen = choose_unlabelled(named, labelled, args.verified_micrographs, args.seed, corrected)
+    for *found, left_out, _ in verified:
         more_pos, more_neg, more_avoid = ({n: xy for n, xy in m.items() if n in chosen} for m in found)
         decided += left_out
         more_pos, dropped_pos = apart(more_pos, labelled, args.particle_px)
