@@ -146,13 +146,16 @@ def robust_normalise(image, clip=CLIP):
 
 
 NOISE = 0.3  # robust std of the pixel noise in working images (raw micrographs': 0.2-0.9 of their MAD)
+NOISE_FLOOR = 0.01  # least noise std scaled to NOISE: bgal's denoised JPEGs have 0.05; a mostly saturated or
+# masked micrograph's is near 0, and would be scaled by 10^7
 
 
 def noise_units(image):
     """``image`` (robust-normalised, clipped at ``CLIP``) scaled so that its pixel noise, the residual
     after a 3 x 3 mean, has a robust std (1.4826 x MAD) of ``NOISE``. Particle-sized structure hardly
     reaches that residual, so the scale is that of the noise alone. Pixels near clipped ones are left
-    out (clipping flattens the noise there), and an image without such noise is returned unscaled.
+    out (clipping flattens the noise there), and an image without such noise is returned unscaled;
+    a noise std under ``NOISE_FLOOR`` (most of the image flat: saturated or masked) counts as that.
 
     The residual is sampled at every second pixel of every second row: the 3 x 3 mean (scipy's
     ``uniform_filter``, reflected edges) is taken down the columns, then along those rows only."""
@@ -160,7 +163,7 @@ def noise_units(image):
     residual = image[::2, ::2] - uniform_filter1d(rows, 3, axis=1)[:, ::2]
     keep = _unclipped(image)
     sigma = _robust_spread(residual[keep] if keep.any() else residual)[1]
-    return (image * (NOISE / sigma)).astype(np.float32) if sigma > 0 else image
+    return (image * (NOISE / max(sigma, NOISE_FLOOR))).astype(np.float32) if sigma > 0 else image
 
 
 def _unclipped(image):
@@ -180,6 +183,8 @@ def preprocess(image, pixel_size, working_pixel_size, particle_px, workers=1):
     """The working image of a raw micrograph (gradient removed, outliers clipped, in noise units), and
     its maps of local background level and texture (:func:`deepem.background.background_maps` of the
     image flattened by the robust gradient fit)."""
+    if np.ptp(image) == 0:  # the gradient fit's rounding would otherwise be normalised to noise
+        raise DeepEMError("micrograph is constant: nothing to pick")
     small = fourier_crop(image, working_shape(image.shape, pixel_size, working_pixel_size), workers=workers)
     plain, robust = _surfaces(small, 16, (False, True))
     working = noise_units(robust_normalise((small - plain).astype(np.float32)))

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from torch.optim.swa_utils import AveragedModel
 
+from deepem.errors import DeepEMError
 from deepem.metrics import summarise
 from deepem.model import DeepEMNet
 
@@ -60,11 +61,19 @@ def dihedral(x, k):
 
 
 def load_patches(path):
-    data = np.load(path)
-    meta = json.loads(str(data["meta"]))
-    x = torch.from_numpy(data["x"].astype(np.float32))[:, None]
-    y = torch.from_numpy(data["y"].astype(np.float32))
-    val = torch.from_numpy(data["val"])
+    """``(x, y, val, meta)`` of a patches file of 'deepem extract'; an error naming it when it is not one."""
+    try:
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+            x = torch.from_numpy(data["x"].astype(np.float32))[:, None]
+            y = torch.from_numpy(data["y"].astype(np.float32))
+            val = torch.from_numpy(data["val"])
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise DeepEMError(f"{path}: not a readable patches file of 'deepem extract' ({exc}); run extract again") from None
+    if not torch.isfinite(x).all():
+        raise DeepEMError(
+            f"{path}: {int((~torch.isfinite(x)).sum())} patch pixels are not finite numbers; preprocess and extract again"
+        )
     return x, y, val, meta
 
 
@@ -172,7 +181,10 @@ def train(arch, mode, x, y, val, seed, device, epochs=None, checkpoint=None, log
     run = _fingerprint(arch, mode, seed, epochs, (x, y, val), start, device) if checkpoint is not None else None
     state = None
     if checkpoint is not None and checkpoint.exists():  # on the CPU first: it may come from a GPU node
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a file cut short by a crash, or not a checkpoint: torch raises many types
+            log(f"{checkpoint} is unreadable ({type(exc).__name__}): starting afresh")
     if state is not None and state.get("run") != run:
         log(f"{checkpoint} is from a training run with other settings, patches or device: starting afresh")
         state = None
@@ -204,6 +216,8 @@ def train(arch, mode, x, y, val, seed, device, epochs=None, checkpoint=None, log
             optimiser.step()
             if average is not None:
                 average.update_parameters(net)
+            if not torch.isfinite(loss):
+                raise DeepEMError(f"epoch {epoch + 1}: the training loss is not a finite number; check the patches")
             total += loss.item() * len(idx)
             seen += len(idx)
         trained = net if average is None else average.module

@@ -485,6 +485,8 @@ def test_comment_and_blank_lines_before_the_header_are_passed_over_as_detection_
     assert sorted(got) == sorted(reference) == ["mic_a", "mic_b"]
     for mic in got:
         np.testing.assert_allclose(xy(got[mic]), xy(reference[mic]))
+    (tmp_path / "hash.csv").write_text("micrograph,x,y\n#1,10,20\nm2,30,40\n")  # after the header a row, not a comment
+    assert read_picks(tmp_path / "hash.csv")[MIC].tolist() == ["#1", "m2"]
 
 
 def test_a_relion_index_of_coordinate_files_is_named_for_what_it_is(relion_project, tmp_path):

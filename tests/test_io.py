@@ -336,8 +336,14 @@ def test_old_style_mrc_headers_are_read_but_damage_is_still_refused(tmp_path):
     with pytest.raises(DeepEMError, match=r"cut.mrc: not a readable MRC file \(Map ID .*data block"):
         read_micrograph(tmp_path / "cut.mrc")
     (tmp_path / "junk.mrc").write_bytes(np.random.default_rng(1).bytes(5000))
-    with pytest.raises(DeepEMError, match="junk.mrc: not a readable MRC file"):
-        read_micrograph(tmp_path / "junk.mrc")
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "png.png")
+    (tmp_path / "png.mrc").write_bytes((tmp_path / "png.png").read_bytes())
+    (tmp_path / "zeros.mrc").write_bytes(bytes(1024))
+    for name in ("junk.mrc", "png.mrc", "zeros.mrc", "cut.mrc"):  # the header alone too: sizes are not made up
+        with pytest.raises(DeepEMError, match=f"{name}: not a readable MRC file"):
+            read_micrograph(tmp_path / name)
+        with pytest.raises(DeepEMError, match=f"{name}: not a readable micrograph header"):
+            read_header(tmp_path / name)
 
 
 def test_micrographs_named_like_missing_values_keep_their_names(tmp_path):
@@ -364,5 +370,11 @@ def test_a_micrograph_given_twice_counts_once_but_two_files_of_one_name_are_refu
 
     (tmp_path / "b").mkdir()
     assert micrograph_names([tmp_path / "m.mrc", tmp_path / "b" / ".." / "m.mrc"]) == {"m": str(tmp_path / "m.mrc")}
+    from deepem.cli import main
+
+    write_mrc(tmp_path / "m.mrc", np.random.default_rng(0).normal(size=(256, 256)).astype(np.float32), 2.0)
+    main(["preprocess", str(tmp_path / "m.mrc"), str(tmp_path / "b" / ".." / "m.mrc"), "--diameter", "40",
+          "--particle-px", "20", "-o", str(tmp_path / "pre")])
+    assert list(manifest.read([tmp_path / "pre"]).index) == ["m"]  # preprocessed once
     with pytest.raises(DeepEMError, match="m.mrc: same name 'm' as .*; micrograph file names must be unique"):
         micrograph_names([tmp_path / "m.mrc", tmp_path / "b" / "m.mrc"])

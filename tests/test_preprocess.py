@@ -240,9 +240,21 @@ def test_a_constant_micrograph_is_named(tmp_path, capsys):
     from deepem.io.micrograph import write_mrc
 
     write_mrc(tmp_path / "good.mrc", np.random.default_rng(0).normal(size=(256, 256)).astype(np.float32), 2.0)
-    write_mrc(tmp_path / "blank.mrc", np.zeros((256, 256), np.float32), 2.0)
-    with pytest.raises(SystemExit):
-        main(["preprocess", str(tmp_path / "good.mrc"), str(tmp_path / "blank.mrc"), "--diameter", "40",
-              "--particle-px", "20", "-o", str(tmp_path / "pre")])
-    assert "blank.mrc: micrograph is constant: nothing to pick; a blank or failed exposure" in capsys.readouterr().err
-    assert not (tmp_path / "pre").exists()
+    for value in (0, 7):  # 7 was normalised to z-scores of rounding noise (before 0.12.3)
+        write_mrc(tmp_path / "blank.mrc", np.full((256, 256), value, np.float32), 2.0)
+        with pytest.raises(SystemExit):
+            main(["preprocess", str(tmp_path / "good.mrc"), str(tmp_path / "blank.mrc"), "--diameter", "40",
+                  "--particle-px", "20", "-o", str(tmp_path / "pre")])
+        assert "blank.mrc: micrograph is constant: nothing to pick; a blank or failed exposure" in capsys.readouterr().err
+        assert not (tmp_path / "pre").exists()
+
+
+def test_a_mostly_flat_micrograph_is_not_scaled_without_bound():
+    """With most of it saturated, the pixel noise measured ~1e-8 and the working image reached 3e7,
+    which float16 patches made inf and training NaN (before 0.12.3)."""
+    from deepem.preprocess import NOISE_FLOOR
+
+    image = np.random.default_rng(0).normal(128, 30, size=(1024, 1024)).round()
+    image[:, :620] = 0
+    working, _ = preprocess(image, 1.0, 4.6875, 32)
+    assert np.abs(working).max() <= CLIP * NOISE / NOISE_FLOOR

@@ -32,8 +32,9 @@ def _pick_files(results):
 
 def test_killed_pick_shard_is_redone_alone_and_results_are_byte_identical(finished_run, tiny_dataset, tmp_path):
     """The run starts from copies of the reference run's preprocessing and model (modification times
-    kept), so only picking and what follows it run; that a whole run from scratch reproduces the
-    reference byte for byte is tests/test_slurm.py's check."""
+    kept), so only picking and what follows it run. That a whole run from scratch reproduces the
+    reference byte for byte is tests/test_slurm.py's check (`make test-slurm`, which CI runs), and
+    training's determinism tests/test_training.py's."""
     reference, _ = finished_run
     config = write_config(tmp_path, tiny_dataset)
     for done in ("preprocessed", "preprocessed_labelled", "round_1/patches.npz", "round_1/model"):

@@ -83,6 +83,29 @@ def test_resume_from_checkpoint_matches_uninterrupted(tmp_path, mode):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_an_unreadable_checkpoint_is_not_resumed_and_bad_patches_are_refused_by_name(tmp_path):
+    """An empty checkpoint (a node crashed as it was written) stopped every rerun with a traceback, and
+    patches that were not finite trained a NaN model that exited 0 (before 0.12.3)."""
+    import json
+
+    from deepem.errors import DeepEMError
+    from deepem.training import load_patches
+
+    x, y, val = _toy_patches()
+    (tmp_path / "c.pt").write_bytes(b"")
+    messages = []
+    _, history = train(design(40), "modern", x, y, val, seed=2, device="cpu", epochs=2, checkpoint=tmp_path / "c.pt",
+                       log=messages.append)
+    assert f"{tmp_path / 'c.pt'} is unreadable (EOFError): starting afresh" in messages and len(history) == 2
+    patches = x[:, 0].numpy().astype(np.float16)
+    patches[3, 5, 5] = np.inf
+    np.savez(tmp_path / "p.npz", x=patches, y=y.numpy(), val=val.numpy(), meta=json.dumps({}))
+    with pytest.raises(DeepEMError, match=r"p.npz: 1 patch pixels are not finite numbers; preprocess and extract again"):
+        load_patches(tmp_path / "p.npz")
+    with pytest.raises(DeepEMError, match=r"none.npz: not a readable patches file of 'deepem extract'"):
+        load_patches(tmp_path / "none.npz")
+
+
 def test_a_checkpoint_of_other_settings_or_patches_is_not_resumed(tmp_path):
     """A run killed before a config change leaves its checkpoint; the rerun must train afresh."""
     x, y, val = _toy_patches()

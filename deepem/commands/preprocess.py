@@ -63,11 +63,11 @@ def check_geometry(path, shape, pixel_size, diameter, particle_px):
 
 def main(args):
     working = args.diameter / args.particle_px
-    micrograph_names(args.micrographs)  # unique stems and known formats, before any work
+    paths = list(micrograph_names(args.micrographs).values())  # unique stems, known formats; a file given twice once
     rows, overridden = [], []
     start = time.time()
     with atomic_directory(args.outdir) as tmp:
-        for path in progress(args.micrographs, "preprocess"):
+        for path in progress(paths, "preprocess"):
             image, header_px = read_micrograph(path, use_pixel_size=not args.pixel_size)
             pixel_size = args.pixel_size or header_px
             if args.pixel_size and header_px and abs(header_px / args.pixel_size - 1) > 0.01:

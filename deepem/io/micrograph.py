@@ -73,7 +73,7 @@ def _strict_mrc(path, header_only=False):
     """mrcfile.open, strict: mrcfile's warnings (RuntimeWarning) about a damaged file are raised as
     errors, so a bad header is an error, not garbage sizes; other libraries' warnings stay warnings.
     A file whose only fault is an old-style header (no 'MAP ' ID or machine stamp, as SPIDER and EMAN1
-    converters wrote) is read as RELION and IMOD read it."""
+    converters wrote) is read, as mrcfile's permissive mode reads it (little-endian)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         try:
@@ -87,17 +87,18 @@ def _strict_mrc(path, header_only=False):
 
 
 def _old_style_mrc(path, header_only, fault):
-    """mrcfile.open, permissive; any complaint besides an old-style header's (``fault``) is an error."""
+    """The file opened permissive, its header alone memory-mapped so that its mode and data size are
+    checked too; any complaint besides an old-style header's (``fault``) is an error."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            mrc = mrcfile.open(path, header_only=header_only, permissive=True)
+            mrc = (mrcfile.mmap if header_only else mrcfile.open)(path, permissive=True)
         except ValueError as exc:
             raise ValueError(f"{fault}; {exc}") from None
     other = [str(w.message) for w in caught if not str(w.message).startswith(OLD_STYLE)]
-    if other or (not header_only and mrc.data is None):
+    if other or mrc.data is None or min(mrc.data.shape, default=0) < 1:
         mrc.close()
-        raise ValueError(f"{fault}; {other[0] if other else 'no data block'}")
+        raise ValueError(f"{fault}; {other[0] if other else 'no data'}")
     return mrc
 
 

@@ -25,16 +25,16 @@ def canonical_columns(names):
 
 
 def skipped_rows(path):
-    """``(indices of the blank and '#' comment lines, the first other line)``: format detection passes
-    over such lines, so the readers do too."""
-    skipped, first = [], ""
+    """``(indices of the blank and '#' comment lines before the header, the header)``: format detection
+    passes over such lines, so the readers do too. After the header only blank lines are passed over
+    (pandas does): a row may name a micrograph ``#1``."""
+    skipped = []
     with open(path, encoding="utf-8-sig", errors="replace") as fh:  # -sig: Excel's byte-order mark
         for i, line in enumerate(fh):
-            if not line.strip() or line.strip().startswith("#"):
-                skipped.append(i)
-            elif not first:
-                first = line
-    return skipped, first
+            if line.strip() and not line.strip().startswith("#"):
+                return skipped, line
+            skipped.append(i)
+    return skipped, ""
 
 
 def read(path):
