@@ -83,7 +83,7 @@ def test_resume_from_checkpoint_matches_uninterrupted(tmp_path, mode):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_an_unreadable_checkpoint_is_not_resumed_and_bad_patches_are_refused_by_name(tmp_path):
+def test_an_unreadable_checkpoint_is_not_resumed_and_bad_patches_are_refused_by_name(tmp_path, capsys):
     """An empty checkpoint (a node crashed as it was written) stopped every rerun with a traceback, and
     patches that were not finite trained a NaN model that exited 0 (before 0.12.3)."""
     import json
@@ -104,6 +104,14 @@ def test_an_unreadable_checkpoint_is_not_resumed_and_bad_patches_are_refused_by_
         load_patches(tmp_path / "p.npz")
     with pytest.raises(DeepEMError, match=r"none.npz: not a readable patches file of 'deepem extract'"):
         load_patches(tmp_path / "none.npz")
+    from deepem.cli import main
+
+    np.savez(tmp_path / "q.npz", x=x[:, 0].numpy().astype(np.float16), y=y.numpy(), val=val.numpy(),
+             meta=json.dumps({"particle_px": 32, "box_scale": 1.5}))
+    with pytest.raises(SystemExit):  # patches of another network design: a shape traceback before
+        main(["train", str(tmp_path / "q.npz"), "-o", str(tmp_path / "model")])
+    assert "q.npz: patches of 40 px, but the network for particle_px 32 takes 48 px; run extract again" in \
+        capsys.readouterr().err
 
 
 def test_a_checkpoint_of_other_settings_or_patches_is_not_resumed(tmp_path):

@@ -129,6 +129,11 @@ def main(args):
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     arch = common.architecture(meta["particle_px"], meta["box_scale"], args.mode)
+    if x.shape[-1] != arch.box:  # patches cut by a deepem whose network design differed
+        raise DeepEMError(
+            f"{args.patches}: patches of {x.shape[-1]} px, but the network for particle_px {meta['particle_px']} "
+            f"takes {arch.box} px; run extract again"
+        )
     print(f"{len(y)} patches ({int(y.sum())} positive, {int(val.sum())} held out); {args.mode} network {arch}")
     net, history = train(
         arch, args.mode, x, y, val, args.seed, device, epochs=args.epochs, checkpoint=outdir / "checkpoint.pt"
