@@ -319,3 +319,17 @@ def test_an_unreadable_argument_file_is_named_with_the_fix(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"cannot read the argument file '{tmp_path / 'missing'}'" in err and "given as ./@NAME" in err
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_histogram_refuses_a_score_that_is_not_a_number(tmp_path, capsys):
+    """A NaN score was counted among the candidates but left out of the plot (before 0.12.3)."""
+    from deepem.cli import main
+
+    (tmp_path / "c.star").write_text(
+        "data_\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\n_rlnCoordinateY #3\n_rlnAutopickFigureOfMerit #4\n"
+        "m 1 2 0.9\nm 3 4 nan\n"
+    )
+    with pytest.raises(SystemExit):
+        main(["histogram", str(tmp_path / "c.star"), "--threshold", "0.5", "-o", str(tmp_path / "h.png")])
+    assert "c.star: a score is not a finite number" in capsys.readouterr().err
+    assert not (tmp_path / "h.png").exists()

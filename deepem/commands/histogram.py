@@ -9,6 +9,9 @@ Example:
         -o results/round_1/scores.png
 """
 
+import numpy as np
+import pandas as pd
+
 from deepem import model
 from deepem.commands import common
 from deepem.errors import DeepEMError
@@ -32,7 +35,9 @@ def main(args):
         raise DeepEMError(f"{args.candidates}: no {SCORE} column; give the candidates.star of 'deepem gather'")
     if threshold is None and args.model:
         threshold = float(model.load(args.model)[1]["threshold"])
-    scores = table[SCORE].to_numpy(float)
+    scores = pd.to_numeric(table[SCORE], errors="coerce").to_numpy(float)
+    if not np.isfinite(scores).all():  # a NaN was left out of the plot but counted (before 0.12.3)
+        raise DeepEMError(f"{args.candidates}: a score is not a finite number; write the file again")
     n_mics = table[MIC].nunique() if MIC in table.columns else 1
     score_histogram(scores, threshold, args.output, f"{len(scores)} candidates in {n_mics} micrographs")
     picked = "" if threshold is None else f", {int((scores >= threshold).sum())} at or above {threshold:.4f}"
