@@ -9,6 +9,7 @@ of the weights over about the last fifth of the updates (see :func:`weight_avera
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass
 
@@ -216,9 +217,10 @@ def train(arch, mode, x, y, val, seed, device, epochs=None, checkpoint=None, log
             optimiser.step()
             if average is not None:
                 average.update_parameters(net)
-            if not torch.isfinite(loss):
+            value = loss.item()
+            if not math.isfinite(value):
                 raise DeepEMError(f"epoch {epoch + 1}: the training loss is not a finite number; check the patches")
-            total += loss.item() * len(idx)
+            total += value * len(idx)
             seen += len(idx)
         trained = net if average is None else average.module
         scores = rotation_averaged(trained, xv).cpu()

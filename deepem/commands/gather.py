@@ -33,6 +33,7 @@ from deepem.dataset import CANDIDATES
 from deepem.errors import DeepEMError
 from deepem.io import manifest
 from deepem.io.coords import MIC, SCORE, X, Y, read_star_table, relion, star_writer
+from deepem.io.coords.star import check_finite
 from deepem.io.coords.formats import WriteOptions, box_size, open_writers
 
 
@@ -108,9 +109,7 @@ def checked(picks, path, more=()):
     lacking = [c for c in (*more, X, Y, SCORE) if c not in picks.columns]
     if lacking:
         raise DeepEMError(f"{path}: no {lacking[0]} column; not a file of 'deepem pick': rerun the pick step for it")
-    values = picks[[X, Y, SCORE]]
-    if not all(t.kind in "fiu" for t in values.dtypes) or not np.isfinite(values.to_numpy(float)).all():
-        raise DeepEMError(f"{path}: a coordinate or score is not a finite number; rerun the pick step for it")
+    check_finite(picks, [X, Y, SCORE], path, "rerun the pick step for it")
     return picks
 
 

@@ -9,13 +9,11 @@ Example:
         -o results/round_1/scores.png
 """
 
-import numpy as np
-import pandas as pd
-
 from deepem import model
 from deepem.commands import common
 from deepem.errors import DeepEMError
 from deepem.io.coords import MIC, SCORE, read_star_table
+from deepem.io.coords.star import check_finite
 from deepem.plots import score_histogram
 
 
@@ -35,9 +33,8 @@ def main(args):
         raise DeepEMError(f"{args.candidates}: no {SCORE} column; give the candidates.star of 'deepem gather'")
     if threshold is None and args.model:
         threshold = float(model.load(args.model)[1]["threshold"])
-    scores = pd.to_numeric(table[SCORE], errors="coerce").to_numpy(float)
-    if not np.isfinite(scores).all():  # a NaN was left out of the plot but counted (before 0.12.3)
-        raise DeepEMError(f"{args.candidates}: a score is not a finite number; write the file again")
+    check_finite(table, [SCORE], args.candidates, "write the file again")  # a NaN was counted, not plotted (< 0.12.3)
+    scores = table[SCORE].to_numpy(float)
     n_mics = table[MIC].nunique() if MIC in table.columns else 1
     score_histogram(scores, threshold, args.output, f"{len(scores)} candidates in {n_mics} micrographs")
     picked = "" if threshold is None else f", {int((scores >= threshold).sum())} at or above {threshold:.4f}"

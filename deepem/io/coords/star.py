@@ -74,15 +74,19 @@ def read_by_micrograph(path, scored=True):
     if missing:
         raise DeepEMError(f"{path}: no {' or '.join(missing)} column; give a merged picks STAR, as 'deepem gather' writes (picks.star)")
     unscored = SCORE not in table.columns
+    check_finite(table, [X, Y] if unscored else [X, Y, SCORE], path, "write the file again")
     table = table.assign(**{SCORE: np.nan}) if unscored else table
-    try:
-        values = table[[X, Y, SCORE]].to_numpy(float)
-    except ValueError:  # text where a number belongs
-        values = np.full((1, 3), np.nan)
-    if not np.isfinite(values[:, :2] if unscored else values).all():
-        raise DeepEMError(f"{path}: a coordinate or score is not a finite number; write the file again")
     names = table[MIC].map(name_of)
     return {n: (g[[X, Y]].to_numpy(float), g[SCORE].to_numpy(float)) for n, g in table.groupby(names)}
+
+
+def check_finite(table, columns, path, fix):
+    """Error naming ``path`` and saying ``fix`` when a value of the coordinate or score ``columns`` is
+    text or not finite (an empty table has none)."""
+    values = table[columns]
+    if len(values) and not all(t.kind in "fiu" for t in values.dtypes) or not np.isfinite(values.to_numpy(float)).all():
+        what = " or ".join(dict.fromkeys("score" if c == SCORE else "coordinate" for c in columns))
+        raise DeepEMError(f"{path}: a {what} is not a finite number; {fix}")
 
 
 SCORE_FORMAT = "%.6f"  # scores saturate near 1: 3 decimals would tie many strong picks
