@@ -118,7 +118,9 @@ def candidates(net, image, min_distance_px, edge_px, floor, tile=TILE, device="c
     """Every local maximum >= ``floor`` of a working image's :func:`smoothed` score map, at least
     ``edge_px`` inside it.
 
-    ``(xy, scores)`` in working pixels, strongest first (see :func:`find_peaks`).
+    ``(xy, scores)`` in working pixels, strongest first (see :func:`find_peaks`). Suppression runs
+    before the edge cut (and before pick's background bounds): a dropped maximum still suppresses
+    its weaker neighbours, which lie within ``min_distance`` of it and so on the same object.
     """
     scores = smoothed(score_map(net, image, tile=tile, device=device), net.mode)
     xy, score = find_peaks(scores, min_distance_px, floor=floor)

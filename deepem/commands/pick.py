@@ -29,6 +29,7 @@ from deepem.dataset import CANDIDATES, check_not_reserved
 from deepem.io import manifest
 from deepem.io.atomic import atomic_directory
 from deepem.io.coords import MIC, picks_table, write_star
+from deepem.io.coords.star import as_written
 from deepem.io.micrograph import read_micrograph
 from deepem.picking import CANDIDATE_FLOOR, SPACING, TILE, candidates
 from deepem.progress import progress
@@ -79,6 +80,7 @@ def main(args):
         for name, row in progress(table.iterrows(), "pick", total=len(table)):
             image, _ = read_micrograph(manifest.working_path(row))
             xy, score = candidates(net, image, min_distance, edge, min(args.floor, threshold), args.tile, device)
+            score = as_written(score)  # the threshold keeps what readers of the files see above it
             if background_floor is not None:
                 light = kept(values_at(maps[name], xy, ckpt["particle_px"]), background_floor, ceiling)
                 dark += int((~light & (score >= threshold)).sum())

@@ -92,6 +92,11 @@ def check_finite(table, columns, path, fix):
 SCORE_FORMAT = "%.6f"  # scores saturate near 1: 3 decimals would tie many strong picks
 
 
+def as_written(scores):
+    """Scores as SCORE_FORMAT writes them: what every reader of the file compares with a threshold."""
+    return np.array([float(SCORE_FORMAT % v) for v in np.asarray(scores, float).tolist()], float)
+
+
 def write_star(path, table, float_format="%.2f"):
     """Write a one-loop STAR file atomically and reproducibly (no timestamp line); scores in SCORE_FORMAT."""
     if SCORE in table.columns and len(table):
