@@ -52,7 +52,7 @@ def draw(ax, image, picks, scores=None, rejected=(), radius=None, max_size=1024)
         circles.set_edgecolor(plt.get_cmap(CMAP)(0.6))
     else:
         circles.set_array(np.asarray(scores, float))
-        circles.set_cmap(CMAP)
+        circles.set_cmap(plt.get_cmap(CMAP).with_extremes(bad=plt.get_cmap(CMAP)(0.6)))  # no score (NaN): as unscored
         circles.set_norm(Normalize(0, 1))
     ax.add_collection(circles, autolim=False)
     ax.add_collection(

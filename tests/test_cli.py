@@ -144,6 +144,8 @@ def test_rounds_writes_all_its_outputs_or_none(tmp_path, capsys):
     ("pick", "--floor", "nan", "'nan' is not a score from 0 up to 1"),
     ("pick", "--floor", "1", "'1' is not a score from 0 up to 1"),
     ("pick", "--edge", "-1", "'-1' is not a number of 0 or more"),
+    ("extract", "--background-ratio", "inf", "'inf' is not a number of 0 or more"),  # config background_ratio: .inf
+    ("extract", "--background-ratio", "nan", "'nan' is not a number of 0 or more"),
     ("pick", "--min-distance", "-1", "--min-distance '-1': use 'auto' or a positive number of particle diameters"),
     ("train", "--min-distance", "near", "--min-distance 'near': use 'auto' or a positive number"),
     ("pick", "--background-floor", "dark", "--background-floor 'dark': use 'auto', 'off' or a finite number"),
@@ -185,6 +187,11 @@ def test_provenance_names_bad_config_and_unreadable_inputs(tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_info:
             main(["provenance", "-o", str(out), *extra])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err and not out.exists()
+    (tmp_path / "file").write_text("")  # the page cannot be written: no record is left behind either
+    with pytest.raises(SystemExit) as exit_info:
+        main(["provenance", "-o", str(out), "--config-json", "{}", "--html", str(tmp_path / "file" / "p.html")])
+    assert exit_info.value.code == 2 and "is a file, where a folder is needed" in capsys.readouterr().err
+    assert not out.exists()
 
 
 
@@ -333,3 +340,22 @@ def test_histogram_refuses_a_score_that_is_not_a_number(tmp_path, capsys):
         main(["histogram", str(tmp_path / "c.star"), "--threshold", "0.5", "-o", str(tmp_path / "h.png")])
     assert "c.star: a score is not a finite number" in capsys.readouterr().err
     assert not (tmp_path / "h.png").exists()
+
+
+def test_a_micrograph_too_small_for_the_particle_names_both_fixes(tmp_path, capsys):
+    """A legitimate small micrograph (a crop, a narrow strip) was told only to check the diameter's units."""
+    import mrcfile
+    import numpy as np
+
+    from deepem.cli import main as cli
+
+    path = tmp_path / "strip.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(np.random.default_rng(0).normal(size=(140, 1024)).astype(np.float32))
+        mrc.voxel_size = 2.0
+    with pytest.raises(SystemExit) as exc:
+        cli(["preprocess", str(path), "-o", str(tmp_path / "out"), "--diameter", "150"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "strip.mrc" in err and "1024 x 140 micrograph" in err and "leave this micrograph out of 'micrographs'" in err
+    assert not (tmp_path / "out").exists()

@@ -147,3 +147,25 @@ def test_show_warns_of_a_merged_file_that_names_none_of_its_micrographs(tmp_path
     out = capsys.readouterr()
     assert "picks.star: no row names mic_7_DW (e.g. data/mic_7.mrc), so none is drawn" in out.err
     assert "mic_7_DW: 0 picks" in out.out and (tmp_path / "o.png").exists()
+
+
+def test_a_pick_without_a_score_is_drawn(tmp_path):
+    """A pick whose score is NaN (verified.star's added_by_user rows, an empty CSV score cell) is circled in
+    the unscored picks' colour, not in the colour map's transparent 'bad' colour."""
+    from deepem.overlay import save_overlay
+
+    image = micrograph_with_spot(384, 512, 150, 290, 12)
+    save_overlay(tmp_path / "o.png", image, np.array([[150.0, 290.0]]), np.array([np.nan]), radius=30, max_size=1024)
+    rgb = np.asarray(Image.open(tmp_path / "o.png").convert("RGB")).astype(int)[24:, :512]  # less title, colour bar
+    around = rgb[290 - 40 : 290 + 40, 150 - 40 : 150 + 40]  # drawn 1:1; the legend is far away, top right
+    assert (around.max(axis=2) - around.min(axis=2) > 40).sum() > 50
+
+
+def test_show_refuses_a_threshold_for_picks_without_scores(tmp_path, capsys):
+    """--threshold draws the picks scoring below it as rejected: on unscored picks (.box) it would draw none, silently."""
+    write_mrc(tmp_path / "m.mrc", micrograph_with_spot(256, 256, 100, 100, 8), 2.0)
+    (tmp_path / "m.box").write_text("60 60 80 80\n")
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["show", str(tmp_path / "m.mrc"), str(tmp_path / "m.box"), "--threshold", "0.5", "-o", str(tmp_path / "m.png")])
+    assert exit_info.value.code == 2 and "m.box: no scores" in capsys.readouterr().err
+    assert not (tmp_path / "m.png").exists()

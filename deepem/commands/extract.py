@@ -62,7 +62,7 @@ def add_args(parser):
     common.add_geometry_args(parser)
     common.add_arch_args(parser)
     parser.add_argument(
-        "--background-ratio", type=float, default=12.0,
+        "--background-ratio", type=common.nonnegative, default=12.0,
         help="sampled background per positive (default 12, as the workflow's auto)",
     )
     parser.add_argument(

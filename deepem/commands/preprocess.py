@@ -57,7 +57,8 @@ def check_geometry(path, shape, pixel_size, diameter, particle_px):
     if 2 * span > min(shape):
         raise DeepEMError(
             f"{path}: a {diameter:g} A particle ({span:.0f} px) with its context is larger than the "
-            f"{shape[1]} x {shape[0]} micrograph; check particle_diameter is in A, not px"
+            f"{shape[1]} x {shape[0]} micrograph, whose sides must each span 2 diameters ({2 * span:.0f} px); check "
+            "particle_diameter is in A, not px, or leave this micrograph out of 'micrographs'"
         )
 
 

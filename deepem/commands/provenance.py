@@ -8,6 +8,7 @@ Example:
         --html results/provenance.html
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,7 +21,7 @@ import torch
 
 from deepem.commands import common
 from deepem.errors import DeepEMError
-from deepem.io.atomic import write_text
+from deepem.io.atomic import atomic_path, write_text
 from deepem.pages import provenance_page
 from deepem.provenance import versions
 
@@ -84,7 +85,8 @@ def main(args):
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "inputs": {str(Path(p).resolve()): fingerprint(p) for p in args.inputs},
     }
-    write_text(args.output, json.dumps(record, indent=1, sort_keys=True) + "\n")
-    if args.html:
-        write_text(args.html, provenance_page(record))
+    with contextlib.ExitStack() as stack:  # both outputs are renamed into place only once both are written
+        write_text(stack.enter_context(atomic_path(args.output)), json.dumps(record, indent=1, sort_keys=True) + "\n")
+        if args.html:
+            write_text(stack.enter_context(atomic_path(args.html)), provenance_page(record))
     print(f"provenance of {len(args.inputs)} inputs -> {args.output}")

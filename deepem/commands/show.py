@@ -114,6 +114,11 @@ def main(args):
     if len(set(names)) < len(names):
         raise DeepEMError("two micrographs share a file name; their overlays would overwrite each other")
     picks = picks_by_micrograph(args.picks, names)
+    if args.threshold is not None and SCORE not in picks[names[0]].columns:
+        raise DeepEMError(
+            f"{args.picks}: no scores, so --threshold {args.threshold:g} would draw none of its picks as rejected; "
+            "give scored picks (picks.star, candidates.star) or leave out --threshold"
+        )
     candidates = picks_by_micrograph(args.candidates, names) if args.candidates else None
     for path in progress(args.micrographs, "show"):
         output = args.output or Path(args.outdir) / f"{Path(path).stem}.png"
