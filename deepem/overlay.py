@@ -19,6 +19,7 @@ from scipy.ndimage import gaussian_filter  # noqa: E402
 from deepem.io.atomic import atomic_path  # noqa: E402
 
 CMAP = "viridis"  # picks, by score
+UNSCORED = plt.get_cmap(CMAP)(0.6)  # picks without a score (none in the file, or NaN)
 REJECTED = "red"  # candidates below the threshold: a colour viridis does not have
 
 
@@ -49,10 +50,10 @@ def draw(ax, image, picks, scores=None, rejected=(), radius=None, max_size=1024)
         [Circle(xy, radius) for xy in np.asarray(picks, float).reshape(-1, 2)], facecolor="none", linewidth=1.5
     )
     if scores is None:
-        circles.set_edgecolor(plt.get_cmap(CMAP)(0.6))
+        circles.set_edgecolor(UNSCORED)
     else:
         circles.set_array(np.asarray(scores, float))
-        circles.set_cmap(plt.get_cmap(CMAP).with_extremes(bad=plt.get_cmap(CMAP)(0.6)))  # no score (NaN): as unscored
+        circles.set_cmap(plt.get_cmap(CMAP).with_extremes(bad=UNSCORED))  # a NaN score: as unscored
         circles.set_norm(Normalize(0, 1))
     ax.add_collection(circles, autolim=False)
     ax.add_collection(
@@ -77,7 +78,7 @@ def save_overlay(path, image, picks, scores=None, rejected=(), radius=None, thre
     circles = draw(ax, image, picks, scores, rejected, radius, max_size)
     ax.set_axis_off()
     ax.set_title(title, fontsize=9)
-    handles = [Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor=plt.get_cmap(CMAP)(0.6),
+    handles = [Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor=UNSCORED,
                       label=f"{len(picks)} picks")]
     if len(rejected):
         handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor=REJECTED,

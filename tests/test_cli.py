@@ -344,17 +344,15 @@ def test_histogram_refuses_a_score_that_is_not_a_number(tmp_path, capsys):
 
 def test_a_micrograph_too_small_for_the_particle_names_both_fixes(tmp_path, capsys):
     """A legitimate small micrograph (a crop, a narrow strip) was told only to check the diameter's units."""
-    import mrcfile
     import numpy as np
 
-    from deepem.cli import main as cli
+    from deepem.cli import main
+    from deepem.io.micrograph import write_mrc
 
     path = tmp_path / "strip.mrc"
-    with mrcfile.new(path) as mrc:
-        mrc.set_data(np.random.default_rng(0).normal(size=(140, 1024)).astype(np.float32))
-        mrc.voxel_size = 2.0
+    write_mrc(path, np.random.default_rng(0).normal(size=(140, 1024)).astype(np.float32), 2.0)
     with pytest.raises(SystemExit) as exc:
-        cli(["preprocess", str(path), "-o", str(tmp_path / "out"), "--diameter", "150"])
+        main(["preprocess", str(path), "-o", str(tmp_path / "out"), "--diameter", "150"])
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "strip.mrc" in err and "1024 x 140 micrograph" in err and "leave this micrograph out of 'micrographs'" in err
